@@ -1,0 +1,210 @@
+// The daemon composed: configuration → spool and its lock → index of jobs (first scan,
+// then the watcher) → workers → status. `run()` returns the exit status.
+// In drain mode there is no watcher: every job due at start is tried once, and the run
+// ends when no due job is left and no worker holds one.
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import Foundation
+import SMTPClient
+import SpoolKit
+import Synchronization
+
+final class Daemon: @unchecked Sendable {
+    let config: SiteConfiguration
+    let spool: Spool
+    let draining: Bool
+    let queue: JobQueue
+    let board: StatusBoard
+    private(set) var workers: [Worker] = []
+    private var watcher: SpoolWatcher?
+    private let stopping = Atomic<Bool>(false)
+    private let started = Date().timeIntervalSince1970
+    /// Reports permanent failures; the RFC 3464 DSN writer replaces the log-only one.
+    var failureReport: FailureReport = LoggedFailureReport()
+
+    init(config: SiteConfiguration, draining: Bool) {
+        self.config = config
+        self.spool = Spool(root: config.spoolDirectory)
+        self.draining = draining
+        self.queue = JobQueue(draining: draining)
+        self.board = StatusBoard(config.workers)
+    }
+
+    enum StartError: Error, CustomStringConvertible {
+        case alreadyRunning(pid: Int32?, spool: String)
+        case spool(String)
+        var description: String {
+            switch self {
+            case .alreadyRunning(let pid, let spool):
+                return "another poold\(pid.map { " (pid \($0))" } ?? "") already serves \(spool)"
+            case .spool(let why): return why
+            }
+        }
+    }
+
+    private var lockDescriptor: FileDescriptor?
+
+    /// Takes the spool, scans it and starts the workers.
+    func start() throws {
+        do {
+            try spool.prepare()
+        } catch {
+            throw StartError.spool("cannot prepare the spool \(spool.root): \(error)")
+        }
+        guard let lock = try spool.lock() else {
+            throw StartError.alreadyRunning(pid: spool.daemonPID(), spool: spool.root)
+        }
+        lockDescriptor = lock
+        for warning in config.warnings { Log.warning("\(config.file): \(warning)") }
+        AtomicFile.sweep(directory: spool.root, olderThan: 3600, now: Date().timeIntervalSince1970)
+        let found = try scanSpool()
+        Log.notice("poold \(draining ? "draining" : "serving") \(spool.root): \(found.queued) job(s) queued, \(found.deferred) deferred; \(config.workers.count) worker(s)")
+        if !draining {
+            let watcher = try SpoolWatcher(spool: spool, rescanInterval: config.rescanInterval)
+            self.watcher = watcher
+            let thread = Thread { [self] in
+                Thread.current.name = "watcher"
+                watcher.run(onNames: { self.offer($0) }, onRescan: { self.offer($0) })
+            }
+            thread.start()
+        }
+        let sessionSettings = SessionSettings(heloName: config.heloName ?? Daemon.hostName(), timeouts: config.timeouts.smtp)
+        let deliverySettings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
+                                                retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
+        for spec in config.workers {
+            let delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: failureReport,
+                                       workerID: spec.id, shouldStop: { [unowned self] in self.stopping.load(ordering: .relaxed) },
+                                       clock: { Date().timeIntervalSince1970 })
+            let worker = Worker(spec: spec, queue: queue, board: board, delivery: delivery,
+                                sessionSettings: sessionSettings, draining: draining)
+            Log.info("worker \(spec.id): relay \(spec.settings.relay), pools \(spec.settings.pools)")
+            workers.append(worker)
+        }
+        for worker in workers { worker.start() }
+        writeStatus()
+    }
+
+    /// Offers jobs seen in the spool directory to the index (new ones only).
+    func offer(_ names: [JobName]) {
+        var jobs: [(name: JobName, path: String, size: Int64, due: Double?)] = []
+        for name in names {
+            let path = spool.root + "/" + name.fileName
+            if queue.isKnown(path) { continue }
+            guard let st = try? FileSystem.status(path), st.isRegular else { continue }
+            jobs.append((name, path, st.size, nil))
+        }
+        queue.offer(jobs)
+    }
+
+    /// The first look at the spool: queued jobs oldest first, deferred jobs with the time
+    /// their journal gives, and journals whose job is gone removed.
+    private func scanSpool() throws -> (queued: Int, deferred: Int) {
+        var live: Set<String> = []
+        var queued: [(name: JobName, path: String, st: FileStatus)] = []
+        for name in try spool.jobs() {
+            let path = spool.root + "/" + name.fileName
+            guard let st = try? FileSystem.status(path), st.isRegular else { continue }
+            queued.append((name, path, st))
+        }
+        queued.sort { ($0.st.modified, $0.name) < ($1.st.modified, $1.name) }
+        var offers: [(name: JobName, path: String, size: Int64, due: Double?)] = []
+        var deferredCount = 0
+        for job in queued {
+            live.insert("\(job.name.fileName).\(job.st.inode)")
+            let journal = try? Journal(path: spool.journalPath(for: job.name.fileName, inode: job.st.inode))
+            if let next = journal?.nextAttempt, next > Date().timeIntervalSince1970 {
+                // Deferred, but the crash came before the move to deferred/.
+                let path = (try? spool.moveToDeferred(path: job.path, name: job.name.fileName)) ?? job.path
+                offers.append((job.name, path, job.st.size, draining ? .infinity : next))
+                deferredCount += 1
+            } else {
+                offers.append((job.name, job.path, job.st.size, nil))
+            }
+        }
+        for name in (try? spool.jobs(in: spool.deferredDirectory)) ?? [] {
+            let path = spool.deferredDirectory + "/" + name.fileName
+            guard let st = try? FileSystem.status(path), st.isRegular else { continue }
+            live.insert("\(name.fileName).\(st.inode)")
+            let journal = try? Journal(path: spool.journalPath(for: name.fileName, inode: st.inode))
+            let due = journal?.nextAttempt ?? 0
+            offers.append((name, path, st.size, due))
+            deferredCount += 1
+        }
+        for orphan in spool.orphanJournals(live: live) {
+            try? FileSystem.unlink(orphan, missingOK: true)
+        }
+        // In a drain, jobs not yet due are left alone.
+        if draining {
+            let now = Date().timeIntervalSince1970
+            offers.removeAll { ($0.due ?? 0) > now }
+        }
+        queue.offer(offers)
+        return (queued.count, deferredCount)
+    }
+
+    /// Runs until the workers end (drain) or `shutdown()`; returns the exit status.
+    func wait() -> Int32 {
+        let statusThread = Thread { [self] in
+            Thread.current.name = "status"
+            while !stopping.load(ordering: .relaxed) {
+                Thread.sleep(forTimeInterval: 1)
+                writeStatus()
+            }
+        }
+        statusThread.start()
+        for worker in workers { worker.join() }
+        stopping.store(true, ordering: .relaxed)
+        watcher?.stop()
+        queue.stop()
+        try? FileSystem.unlink(spool.statusPath, missingOK: true)
+        let totals = board.all.reduce(into: (0, 0, 0)) { $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed }
+        Log.notice("poold stopped: \(totals.0) delivered, \(totals.1) deferred, \(totals.2) failed")
+        lockDescriptor?.close()
+        return 0
+    }
+
+    /// SIGTERM/SIGINT: finish the transactions in hand, then stop.
+    func shutdown() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        Log.notice("stopping: finishing the transactions in hand")
+        for worker in workers { worker.stop() }
+        queue.stop()
+        watcher?.stop()
+    }
+
+    private func writeStatus() {
+        let snapshot = board.snapshot(queue: queue, spool: spool, started: started)
+        try? AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "localhost" : name
+    }
+}
+
+/// Until DSNs are written: permanent failures are logged, one line per recipient.
+struct LoggedFailureReport: FailureReport {
+    func report(job: JobName, path: String, transaction: Transaction, failures: [(Recipient, RecipientOutcome)], relay: String) throws {
+        for (recipient, outcome) in failures {
+            Log.warning("job=\(job) failed recipient=<\(recipient.address)> sender=<\(transaction.sender)> relay=\(relay) reply=\"\(outcome.diagnostic)\" (no DSN sent)")
+        }
+    }
+}
+
+extension SMTPTimeoutSettings {
+    var smtp: SMTPTimeouts {
+        var t = SMTPTimeouts()
+        t.connect = connect
+        t.greeting = greeting
+        t.command = command
+        t.dataInit = dataInit
+        t.dataBlock = dataBlock
+        t.dataDone = dataDone
+        return t
+    }
+}

@@ -1,0 +1,123 @@
+// SMTP replies (RFC 5321 §4.2) and the parser that cuts them out of the byte stream.
+// The parser is a pure value: feed it bytes, take whole replies out. It accepts a last
+// line with no text (`250 `, as smtp-sink sends, or a bare `250`) and LF without CR; it
+// refuses what is not SMTP (no three digits, mixed codes in one reply, endless lines).
+
+public struct SMTPReply: Equatable, Sendable, CustomStringConvertible {
+    public var code: Int
+    /// The text of each line, after the code and its separator.
+    public var lines: [String]
+
+    public init(code: Int, lines: [String] = [""]) {
+        self.code = code
+        self.lines = lines
+    }
+
+    public init(_ code: Int, _ text: String) { self.init(code: code, lines: [text]) }
+
+    public var isPositiveCompletion: Bool { (200..<300).contains(code) }
+    public var isIntermediate: Bool { (300..<400).contains(code) }
+    public var isTransient: Bool { (400..<500).contains(code) }
+    public var isPermanent: Bool { (500..<600).contains(code) }
+
+    /// The reply as one line, for logs and diagnostics: `451 4.3.0 try later`.
+    public var description: String {
+        let text = lines.joined(separator: " / ").trimmingSpaces()
+        return text.isEmpty ? "\(code)" : "\(code) \(text)"
+    }
+
+    /// The enhanced status code (RFC 3463) the first line starts with, if any.
+    public var enhancedStatus: String? {
+        guard let first = lines.first?.split(separator: " ", maxSplits: 1).first else { return nil }
+        let parts = first.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let c = parts[0].first, "245".contains(c), parts[0].count == 1,
+              parts.dropFirst().allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) }) else { return nil }
+        return String(first)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// A reply stream that is not SMTP.
+public struct ReplySyntaxError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+public struct ReplyParser: Sendable {
+    /// Longest reply line accepted (RFC 5321 §4.5.3.1.5 says 512; servers send longer text).
+    public static let maxLineLength = 4096
+    /// Most lines in one reply (EHLO replies are the longest real ones).
+    public static let maxLines = 512
+
+    private var buffer: [UInt8] = []
+    private var scanned = 0
+    private var pendingCode: Int?
+    private var pendingLines: [String] = []
+
+    public init() {}
+
+    /// Bytes received and not yet part of a whole reply.
+    public var bufferedCount: Int { buffer.count }
+
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) { buffer.append(contentsOf: bytes) }
+    public mutating func feed(_ bytes: [UInt8]) { buffer.append(contentsOf: bytes) }
+
+    /// The next whole reply, or nil when more bytes are needed.
+    public mutating func next() throws(ReplySyntaxError) -> SMTPReply? {
+        while true {
+            guard let lf = buffer[scanned...].firstIndex(of: 10) else {
+                scanned = buffer.count
+                if buffer.count > ReplyParser.maxLineLength {
+                    throw ReplySyntaxError(message: "reply line longer than \(ReplyParser.maxLineLength) bytes")
+                }
+                return nil
+            }
+            var end = lf
+            if end > 0 && buffer[end - 1] == 13 { end -= 1 }
+            let line = buffer[0..<end]
+            buffer.removeSubrange(0...lf)
+            scanned = 0
+            if line.count > ReplyParser.maxLineLength {
+                throw ReplySyntaxError(message: "reply line longer than \(ReplyParser.maxLineLength) bytes")
+            }
+            guard line.count >= 3, line.prefix(3).allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                  let first = line.first, first >= UInt8(ascii: "2"), first <= UInt8(ascii: "5") else {
+                throw ReplySyntaxError(message: "not an SMTP reply: '\(String.printable(line.prefix(60)))'")
+            }
+            let code = Int(line[line.startIndex]  - 48) * 100 + Int(line[line.startIndex + 1] - 48) * 10 + Int(line[line.startIndex + 2] - 48)
+            let separator: UInt8 = line.count > 3 ? line[line.startIndex + 3] : UInt8(ascii: " ")
+            guard separator == UInt8(ascii: " ") || separator == UInt8(ascii: "-") else {
+                throw ReplySyntaxError(message: "not an SMTP reply: '\(String.printable(line.prefix(60)))'")
+            }
+            if let pendingCode, pendingCode != code {
+                throw ReplySyntaxError(message: "reply lines with different codes (\(pendingCode) then \(code))")
+            }
+            pendingCode = code
+            pendingLines.append(line.count > 4 ? String.printable(line.dropFirst(4)) : "")
+            if pendingLines.count > ReplyParser.maxLines {
+                throw ReplySyntaxError(message: "reply longer than \(ReplyParser.maxLines) lines")
+            }
+            if separator == UInt8(ascii: " ") {
+                let reply = SMTPReply(code: code, lines: pendingLines)
+                self.pendingCode = nil
+                pendingLines = []
+                return reply
+            }
+        }
+    }
+}
+
+extension String {
+    /// Text from the wire made safe for logs: control bytes shown as `?`.
+    static func printable(_ bytes: some Collection<UInt8>) -> String {
+        String(decoding: bytes.map { $0 < 32 || $0 == 127 ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,126 @@
+// The envelope lines of a BSMTP job (`MAIL FROM:<a> params`, `RCPT TO:<b> params`) and
+// the address rules every address obeys before it may reach the wire: printable, no
+// space, no angle bracket, no CR, LF or NUL, `local@domain` (or `postmaster`), at most
+// 254 bytes (RFC 5321 §4.5.3.1.3). These rules are what stands between a job file and
+// SMTP command injection.
+
+public enum EnvelopeSyntax {
+    public static let maxAddressLength = 254
+
+    /// Why `address` (without angle brackets) cannot be sent, or nil when it can.
+    /// `allowNull`: the empty address is the null sender (MAIL FROM only).
+    public static func problem(address: some StringProtocol, allowNull: Bool) -> String? {
+        let bytes = Array(address.utf8)
+        if bytes.isEmpty { return allowNull ? nil : "empty address" }
+        if bytes.count > maxAddressLength { return "address longer than \(maxAddressLength) bytes" }
+        for b in bytes {
+            switch b {
+            case 0: return "NUL byte in address"
+            case UInt8(ascii: "\r"), UInt8(ascii: "\n"): return "CR or LF in address"
+            case UInt8(ascii: " "), UInt8(ascii: "\t"): return "space in address"
+            case 1..<32, 127: return "control character in address"
+            case UInt8(ascii: "<"), UInt8(ascii: ">"): return "angle bracket inside address"
+            default: continue
+            }
+        }
+        if String(decoding: bytes, as: UTF8.self).lowercased() == "postmaster" { return nil }
+        guard let at = bytes.lastIndex(of: UInt8(ascii: "@")) else { return "address has no @domain" }
+        if at == 0 { return "address has an empty local part" }
+        let domain = bytes[(at + 1)...]
+        if domain.isEmpty { return "address has an empty domain" }
+        if domain.first == UInt8(ascii: ".") || domain.last == UInt8(ascii: ".") || domain.contains(UInt8(ascii: "@")) {
+            return "address has a malformed domain"
+        }
+        if String(decoding: bytes, as: UTF8.self).utf8.count != bytes.count { return "address is not valid UTF-8" }
+        return nil
+    }
+
+    /// Why an ESMTP parameter (`KEYWORD[=VALUE]`, RFC 5321 §4.1.2) cannot be sent, or nil.
+    public static func problem(parameter: some StringProtocol) -> String? {
+        let bytes = Array(parameter.utf8)
+        let eq = bytes.firstIndex(of: UInt8(ascii: "=")) ?? bytes.count
+        let keyword = bytes[..<eq]
+        guard let first = keyword.first, isAlnum(first),
+              keyword.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") }) else {
+            return "malformed parameter keyword in '\(String(decoding: bytes.prefix(40), as: UTF8.self))'"
+        }
+        if eq < bytes.count {
+            let value = bytes[(eq + 1)...]
+            if value.isEmpty { return "empty value for parameter \(String(decoding: keyword, as: UTF8.self))" }
+            // esmtp-value: %d33-60 / %d62-126 (and UTF-8 under SMTPUTF8)
+            for b in value where b < 33 || b == UInt8(ascii: "=") || b == 127 {
+                return "bad character in the value of parameter \(String(decoding: keyword, as: UTF8.self))"
+            }
+        }
+        return nil
+    }
+
+    private static func isAlnum(_ b: UInt8) -> Bool {
+        (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122)
+    }
+
+    public enum Command: Equatable, Sendable {
+        case hello
+        case mail(sender: String, parameters: [String])
+        case rcpt(Recipient)
+        case data
+        case quit
+        case blank
+    }
+
+    /// Parses one envelope line (line end already removed).
+    public static func parse(line bytes: ArraySlice<UInt8>) -> Result<Command, ParseFault> {
+        var text = bytes
+        while let last = text.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { text.removeLast() }
+        if text.isEmpty { return .success(.blank) }
+        if text.contains(0) { return .failure(.init("NUL byte in an envelope line")) }
+        if text.contains(UInt8(ascii: "\r")) { return .failure(.init("CR inside an envelope line")) }
+        let upper = text.prefix(10).map { $0 >= 97 && $0 <= 122 ? $0 - 32 : $0 }
+        func starts(_ s: String) -> Bool { upper.starts(with: Array(s.utf8)) }
+        if starts("MAIL FROM:") {
+            return pathAndParameters(text.dropFirst(10), allowNull: true).map { .mail(sender: $0.0, parameters: $0.1) }
+        }
+        if starts("RCPT TO:") {
+            return pathAndParameters(text.dropFirst(8), allowNull: false).map { .rcpt(Recipient(address: $0.0, parameters: $0.1)) }
+        }
+        let word = String(decoding: text.prefix(while: { $0 != UInt8(ascii: " ") }), as: UTF8.self).uppercased()
+        switch word {
+        case "DATA" where text.count == 4: return .success(.data)
+        case "QUIT" where text.count == 4: return .success(.quit)
+        case "HELO", "EHLO": return .success(.hello)
+        case "DATA", "QUIT": return .failure(.init("\(word) takes no argument"))
+        default:
+            let shown = String(decoding: text.prefix(40).map { $0 < 32 || $0 > 126 ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+            return .failure(.init("unknown command '\(shown)'"))
+        }
+    }
+
+    public struct ParseFault: Error, Equatable, Sendable {
+        public var message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    private static func pathAndParameters(_ rest: ArraySlice<UInt8>, allowNull: Bool)
+        -> Result<(String, [String]), ParseFault> {
+        var rest = rest
+        while rest.first == UInt8(ascii: " ") { rest.removeFirst() }
+        guard rest.first == UInt8(ascii: "<") else { return .failure(.init("address must be written <like@this>")) }
+        guard let close = rest.firstIndex(of: UInt8(ascii: ">")) else {
+            return .failure(.init("address has no closing '>'"))
+        }
+        let addressBytes = rest[(rest.startIndex + 1)..<close]
+        let address = String(decoding: addressBytes, as: UTF8.self)
+        if let problem = problem(address: address, allowNull: allowNull) { return .failure(.init(problem)) }
+        let after = rest[(close + 1)...]
+        if let first = after.first, first != UInt8(ascii: " ") {
+            return .failure(.init("text right after the address's closing '>'"))
+        }
+        var parameters: [String] = []
+        for token in after.split(separator: UInt8(ascii: " ")) {
+            let parameter = String(decoding: token, as: UTF8.self)
+            if let problem = problem(parameter: parameter) { return .failure(.init(problem)) }
+            parameters.append(parameter)
+        }
+        return .success((address, parameters))
+    }
+}

@@ -1,0 +1,73 @@
+// Streams one message of a job from its file as it goes on the wire: dot-stuffed as it
+// stands in the file (BSMTP is already stuffed) and with every line ending in CRLF. It
+// reads 64 KiB at a time into one buffer and writes into one output buffer, so a message
+// of any size costs the same memory and no allocation per line.
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+public struct MessageReader {
+    public let path: String
+    public let start: Int64
+    public let end: Int64
+    public let wireSize: Int64
+
+    public init(path: String, transaction: Transaction) {
+        self.path = path
+        self.start = transaction.messageStart
+        self.end = transaction.messageEnd
+        self.wireSize = transaction.wireSize
+    }
+
+    /// Calls `sink` with successive pieces of the wire form; the pieces together are
+    /// exactly `wireSize` bytes. Throws `SystemError` if the file cannot be read or
+    /// changed under us.
+    public func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        defer { fd.close() }
+        let chunk = BSMTPReader.chunkSize
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { input.deallocate() }
+        // Worst case every byte is a LF that becomes CRLF.
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk * 2, alignment: 16)
+        defer { output.deallocate() }
+        var offset = start
+        var previous: UInt8 = 10
+        var produced: Int64 = 0
+        while offset < end {
+            let want = Int(min(Int64(chunk), end - offset))
+            let n = try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: input[0..<want]), at: offset)
+            if n == 0 { throw SystemError("pread", path: path, errno: EIO) }
+            var out = 0
+            var i = 0
+            let inBase = input.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let outBase = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            while i < n {
+                // Copy up to the next LF in one go.
+                let rest = n - i
+                let lf = memchr(inBase + i, 10, rest)
+                let runEnd = lf.map { UnsafeRawPointer(inBase).distance(to: UnsafeRawPointer($0)) } ?? n
+                let run = runEnd - i
+                if run > 0 {
+                    (outBase + out).update(from: inBase + i, count: run)
+                    out += run
+                    previous = inBase[runEnd - 1]
+                }
+                if lf == nil { break }
+                if previous != 13 {
+                    outBase[out] = 13
+                    out += 1
+                }
+                outBase[out] = 10
+                out += 1
+                previous = 10
+                i = runEnd + 1
+            }
+            produced += Int64(out)
+            try sink(UnsafeRawBufferPointer(rebasing: output[0..<out]))
+            offset += Int64(n)
+        }
+        if produced != wireSize { throw SystemError("read", path: path, errno: EIO) }
+    }
+}

@@ -1,0 +1,89 @@
+// What `poolctl status` shows: the spool as it stands on disk, and the workers as the
+// daemon last reported them in `.state/status.json` (written atomically every second).
+// The JSON keys are the contract in MISSION.md ("Operations").
+
+import Foundation
+
+public struct WorkerStatus: Codable, Sendable, Equatable {
+    public enum State: String, Codable, Sendable { case idle, busy, closed, down, paused, stopped }
+    public var id: Int
+    public var host: String
+    public var pools: String
+    public var state: State
+    public var job: String?
+    /// When the current state began (epoch seconds).
+    public var since: Double?
+    public var peer: String?
+    public var pipelining: Bool?
+    public var delivered = 0
+    public var deferred = 0
+    public var failed = 0
+    public var quarantined = 0
+    public var connections = 0
+    public var connectionFailures = 0
+    public var lastError: String?
+
+    public init(id: Int, host: String, pools: String, state: State) {
+        self.id = id
+        self.host = host
+        self.pools = pools
+        self.state = state
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, host, pools, state, job, since, peer, pipelining, delivered, deferred, failed, quarantined, connections
+        case connectionFailures = "connection_failures"
+        case lastError = "last_error"
+    }
+}
+
+public struct PoolCount: Codable, Sendable, Equatable {
+    public var queued: Int
+    public var bytes: Int64
+    public init(queued: Int = 0, bytes: Int64 = 0) {
+        self.queued = queued
+        self.bytes = bytes
+    }
+}
+
+public struct StatusSnapshot: Codable, Sendable {
+    public var daemon: String            // "running" | "stopped"
+    public var pid: Int32?
+    public var started: Double?
+    public var updated: Double?
+    public var pools: [String: PoolCount]
+    public var deferred: Int
+    public var bad: Int
+    public var workers: [WorkerStatus]
+
+    public init(daemon: String, pools: [String: PoolCount] = [:], deferred: Int = 0, bad: Int = 0, workers: [WorkerStatus] = []) {
+        self.daemon = daemon
+        self.pools = pools
+        self.deferred = deferred
+        self.bad = bad
+        self.workers = workers
+    }
+
+    /// The spool as it is on disk: queued jobs and bytes per pool, deferred and bad counts.
+    public static func scan(_ spool: Spool) -> StatusSnapshot {
+        var snapshot = StatusSnapshot(daemon: "stopped")
+        for name in (try? spool.jobs()) ?? [] {
+            let size = (try? FileSystem.status(spool.root + "/" + name.fileName))?.size ?? 0
+            snapshot.pools[name.pool.description, default: PoolCount()].queued += 1
+            snapshot.pools[name.pool.description, default: PoolCount()].bytes += size
+        }
+        snapshot.deferred = ((try? spool.jobs(in: spool.deferredDirectory)) ?? []).count
+        snapshot.bad = spool.badJobs().count
+        return snapshot
+    }
+
+    public func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return Array((try? encoder.encode(self)) ?? Data())
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> StatusSnapshot? {
+        try? JSONDecoder().decode(StatusSnapshot.self, from: Data(bytes))
+    }
+}
