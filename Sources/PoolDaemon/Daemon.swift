@@ -34,12 +34,12 @@ final class Daemon: @unchecked Sendable {
 
     enum StartError: Error, CustomStringConvertible {
         case alreadyRunning(pid: Int32?, spool: String)
-        case spool(String)
+        case refused(String)
         var description: String {
             switch self {
             case .alreadyRunning(let pid, let spool):
                 return "another poold\(pid.map { " (pid \($0))" } ?? "") already serves \(spool)"
-            case .spool(let why): return why
+            case .refused(let why): return why
             }
         }
     }
@@ -48,10 +48,11 @@ final class Daemon: @unchecked Sendable {
 
     /// Takes the spool, scans it and starts the workers.
     func start() throws {
+        if let problem = config.unsupportedFeature { throw StartError.refused("\(config.file): \(problem)") }
         do {
             try spool.prepare()
         } catch {
-            throw StartError.spool("cannot prepare the spool \(spool.root): \(error)")
+            throw StartError.refused("cannot prepare the spool \(spool.root): \(error)")
         }
         guard let lock = try spool.lock() else {
             throw StartError.alreadyRunning(pid: spool.daemonPID(), spool: spool.root)

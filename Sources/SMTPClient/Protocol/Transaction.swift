@@ -178,7 +178,13 @@ public struct TransactionMachine: Sendable {
         case .dot, .finished:
             return receiveFinal(reply)
         }
-        if relayClosing { settleAll(with: reply) }
+        if relayClosing {
+            // 421: the relay is closing the connection; nothing more will be answered.
+            settleAll(with: reply)
+            expected.removeAll()
+            unsent.removeAll()
+            return finish()
+        }
         return expected.isEmpty && unsent.isEmpty ? finish() : .needReply
     }
 

@@ -1,0 +1,42 @@
+// `poolctl check`: validates the configuration the way poold does at start and prints
+// what it would run: each worker (host, pools, windows, failover) and, per pool, who
+// serves it. An error names the file and line and exits 1.
+
+import Foundation
+import SpoolKit
+
+enum Check {
+    static func run(_ path: String) {
+        let config: SiteConfiguration
+        do {
+            config = try SiteConfiguration.load(path: path)
+        } catch {
+            fail("\(error)")
+        }
+        print("\(path): OK")
+        print("spool: \(config.spoolDirectory)")
+        print("MAXBSMTP=\(config.maxBSMTP)  SORT_RECIPIENTS=\(config.sortRecipients.rawValue)  strict round-robin: \(config.strictRoundRobin ? "on" : "off")")
+        print("")
+        var rows = [["WORKER", "LINE", "HOST", "FAILOVER", "POOLS", "WINDOWS", "MAXSIZE"]]
+        for w in config.workers {
+            let s = w.settings
+            rows.append([String(w.id), "SMTP_FORWARD_\(s.number)", s.relay.description, s.failover?.description ?? "-",
+                         s.pools.description, s.windows.isEmpty ? "always" : s.windows.map(\.description).joined(separator: ","),
+                         s.maxSizeKB.map { "\($0) kB" } ?? "-"])
+        }
+        for line in Status.table(rows, rightAligned: [0]) { print(line) }
+        print("")
+        if !config.workers.isEmpty && config.workers.allSatisfy({ $0.settings.pools.isAll }) {
+            print("every pool: workers " + config.workers.map { String($0.id) }.joined(separator: ","))
+        } else {
+            for pool in Pool.all {
+                let serving = config.workers(serving: pool).map { String($0.id) }
+                if pool == .default || !serving.isEmpty {
+                    print("pool \(pool): " + (serving.isEmpty ? "no worker" : "workers " + serving.joined(separator: ",")))
+                }
+            }
+        }
+        if let problem = config.unsupportedFeature { fail("\(path): \(problem)") }
+        for warning in config.warnings { print("warning: \(warning)") }
+    }
+}

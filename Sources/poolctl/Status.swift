@@ -1,0 +1,108 @@
+// `poolctl status`: the spool as it is on disk (queued per pool, deferred, bad) and the
+// workers as the running daemon last reported them; with the daemon stopped, the workers
+// of the configuration, stopped. Human output reads like mailq: aligned, human units.
+
+import Foundation
+import SpoolKit
+
+enum Status {
+    static func run(_ config: SiteConfiguration, _ arguments: [String]) {
+        var json = false
+        for a in arguments {
+            switch a {
+            case "--json": json = true
+            default: fail("status: unknown option '\(a)'", status: 64)
+            }
+        }
+        let spool = Spool(root: config.spoolDirectory)
+        guard (try? FileSystem.status(spool.root))?.isDirectory == true else {
+            fail("the spool \(spool.root) does not exist")
+        }
+        var snapshot = StatusSnapshot.scan(spool)
+        if let pid = spool.daemonPID() {
+            snapshot.daemon = "running"
+            snapshot.pid = pid
+            if let bytes = try? FileSystem.readAll(spool.statusPath), let live = StatusSnapshot.decode(bytes) {
+                snapshot.workers = live.workers
+                snapshot.started = live.started
+                snapshot.updated = live.updated
+            }
+        }
+        if snapshot.workers.isEmpty {
+            snapshot.workers = config.workers.map {
+                WorkerStatus(id: $0.id, host: $0.settings.relay.description, pools: $0.settings.pools.description,
+                             state: snapshot.daemon == "running" ? .idle : .stopped)
+            }
+        }
+        for pool in [Pool.default] where snapshot.pools[pool.description] == nil {
+            snapshot.pools[pool.description] = PoolCount()
+        }
+        if json {
+            FileHandle.standardOutput.write(Data(snapshot.encoded()))
+            print()
+        } else {
+            print(render(snapshot, spool: spool))
+        }
+    }
+
+    static func render(_ s: StatusSnapshot, spool: Spool) -> String {
+        var out: [String] = []
+        let now = Date().timeIntervalSince1970
+        if s.daemon == "running" {
+            let up = s.started.map { " for " + age(now - $0) } ?? ""
+            out.append("poold running (pid \(s.pid.map(String.init) ?? "?"))\(up), spool \(spool.root)")
+        } else {
+            out.append("poold stopped, spool \(spool.root)")
+        }
+        out.append("")
+        var rows = [["POOL", "QUEUED", "BYTES"]]
+        for pool in s.pools.keys.sorted(by: { ($0 == "-" ? "" : $0) < ($1 == "-" ? "" : $1) }) {
+            let c = s.pools[pool]!
+            rows.append([pool, String(c.queued), bytes(c.bytes)])
+        }
+        out += table(rows, rightAligned: [1, 2])
+        out.append("deferred: \(s.deferred)   bad: \(s.bad)")
+        out.append("")
+        var workers = [["WORKER", "HOST", "POOLS", "STATE", "JOB", "DELIVERED", "DEFERRED", "FAILED"]]
+        for w in s.workers {
+            var state = w.state.rawValue
+            if let since = w.since, w.state != .idle, w.state != .stopped { state += " " + age(now - since) }
+            workers.append([String(w.id), w.host, w.pools, state, w.job ?? "-", String(w.delivered), String(w.deferred), String(w.failed)])
+        }
+        out += table(workers, rightAligned: [0, 5, 6, 7])
+        for w in s.workers where w.state == .down {
+            if let e = w.lastError { out.append("worker \(w.id) down: \(e)") }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func table(_ rows: [[String]], rightAligned: Set<Int>) -> [String] {
+        guard let width = rows.first?.count else { return [] }
+        let widths = (0..<width).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { c, cell in
+                let pad = String(repeating: " ", count: widths[c] - cell.count)
+                return rightAligned.contains(c) ? pad + cell : cell + pad
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func age(_ seconds: Double) -> String {
+        let s = Int(max(0, seconds))
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(s % 60)s" }
+        if s < 86400 { return "\(s / 3600)h\(s % 3600 / 60)m" }
+        return "\(s / 86400)d\(s % 86400 / 3600)h"
+    }
+}

@@ -1,0 +1,65 @@
+// poolctl: see and steer poold. Commands live in their own files; this one parses the
+// command line and dispatches.
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import Foundation
+import SpoolKit
+
+let usage = """
+usage: poolctl [--config FILE] COMMAND [options]
+
+commands:
+  status [--json]            queued jobs and bytes per pool, deferred and bad counts, and
+                             each worker (state, job in hand, counters); works with the
+                             daemon stopped too (the spool as it is on disk)
+  submit [--pool P] --from ADDR --to ADDR [--to ADDR...] < message
+                             spool a message (RFC 5322 text on standard input) for these
+                             recipients; --from '' is the null sender
+  submit --bsmtp [--pool P] < job
+                             spool a Batch SMTP job after checking it whole
+  check                      validate the configuration, print workers and pools
+
+The configuration is FILE, else $POOLD_CONFIG, else /etc/poold/poold.cfg.
+submit prints the new job's file name as its last line.
+
+examples:
+  poolctl --config poold.cfg status
+  poolctl --config poold.cfg submit --pool A --from list@example.org --to a@example.com < msg.eml
+  poolctl --config poold.cfg submit --bsmtp < posting.bsmtp
+  poolctl --config poold.cfg check
+"""
+
+func fail(_ message: String, status: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("poolctl: \(message)\n".utf8))
+    exit(status)
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+var configPath = ProcessInfo.processInfo.environment["POOLD_CONFIG"] ?? "/etc/poold/poold.cfg"
+if let i = arguments.firstIndex(of: "--config") {
+    guard i + 1 < arguments.count else { fail("--config needs a file", status: 64) }
+    configPath = arguments[i + 1]
+    arguments.removeSubrange(i...(i + 1))
+}
+if arguments.isEmpty || arguments.contains("--help") || arguments.contains("-h") || arguments.first == "help" {
+    print(usage)
+    exit(arguments.isEmpty ? 64 : 0)
+}
+
+func loadConfiguration(_ configPath: String) -> SiteConfiguration {
+    do {
+        return try SiteConfiguration.load(path: configPath)
+    } catch {
+        fail("\(error)", status: 78)
+    }
+}
+
+let command = arguments.removeFirst()
+switch command {
+case "status": Status.run(loadConfiguration(configPath), arguments)
+case "submit": Submit.run(loadConfiguration(configPath), arguments)
+case "check": Check.run(configPath)
+default: fail("unknown command '\(command)'\n\(usage)", status: 64)
+}

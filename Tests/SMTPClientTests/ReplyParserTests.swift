@@ -1,0 +1,58 @@
+import XCTest
+@testable import SMTPClient
+
+/// Server dialogues, byte for byte, and the replies the parser must cut out of them.
+final class ReplyParserTests: XCTestCase {
+    func parse(_ text: String, chunk: Int = 1000) throws -> [SMTPReply] {
+        var parser = ReplyParser()
+        var replies: [SMTPReply] = []
+        let bytes = Array(text.utf8)
+        var i = 0
+        while i < bytes.count {
+            parser.feed(Array(bytes[i..<min(i + chunk, bytes.count)]))
+            while let r = try parser.next() { replies.append(r) }
+            i += chunk
+        }
+        return replies
+    }
+
+    func testTable() throws {
+        let table: [(String, [SMTPReply])] = [
+            ("250 OK\r\n", [SMTPReply(250, "OK")]),
+            ("250 \r\n", [SMTPReply(code: 250, lines: [""])]),                      // smtp-sink's empty text
+            ("250\r\n", [SMTPReply(code: 250, lines: [""])]),                       // bare code
+            ("220 hi\n", [SMTPReply(220, "hi")]),                                   // LF only
+            ("250-a\r\n250-PIPELINING\r\n250 SIZE 100\r\n", [SMTPReply(code: 250, lines: ["a", "PIPELINING", "SIZE 100"])]),
+            ("250 ok\r\n250 ok\r\n354 go\r\n", [SMTPReply(250, "ok"), SMTPReply(250, "ok"), SMTPReply(354, "go")]),
+            ("452 4.5.3 too many\r\n", [SMTPReply(452, "4.5.3 too many")]),
+            ("421 4.3.2 bye\r\n", [SMTPReply(421, "4.3.2 bye")]),
+            ("250-a\r\n", []),                                                      // incomplete
+        ]
+        for (text, expected) in table {
+            XCTAssertEqual(try parse(text), expected, text.debugDescription)
+            XCTAssertEqual(try parse(text, chunk: 1), expected, "byte by byte: " + text.debugDescription)
+        }
+    }
+
+    func testGarbageIsRefused() {
+        for text in ["HELLO THIS IS NOT SMTP\r\n", "25\r\n", "250xok\r\n", "650 nope\r\n", "250-a\r\n251 b\r\n"] {
+            XCTAssertThrowsError(try parse(text), text.debugDescription)
+        }
+        XCTAssertThrowsError(try parse(String(repeating: "2", count: 5000)))
+    }
+
+    func testEnhancedStatus() {
+        XCTAssertEqual(SMTPReply(550, "5.1.1 no such user").enhancedStatus, "5.1.1")
+        XCTAssertNil(SMTPReply(550, "no such user").enhancedStatus)
+    }
+
+    func testCapabilities() {
+        let ehlo = SMTPReply(code: 250, lines: ["relay.example", "PIPELINING", "SIZE 10240000", "8BITMIME", "CHUNKING", "AUTH PLAIN LOGIN", "ENHANCEDSTATUSCODES"])
+        let c = Capabilities(ehlo: ehlo)
+        XCTAssertTrue(c.pipelining)
+        XCTAssertEqual(c.size, 10_240_000)
+        XCTAssertTrue(c.eightBitMIME && c.chunking && c.enhancedStatusCodes)
+        XCTAssertEqual(c.authMechanisms, ["PLAIN", "LOGIN"])
+        XCTAssertFalse(Capabilities(ehlo: SMTPReply(code: 250, lines: ["x"])).pipelining)
+    }
+}
