@@ -1,0 +1,100 @@
+// The site configuration: one LISTSERV-style file of KEY=VALUE lines (MISSION.md, "Site
+// configuration"). `load` and `parse` either return a configuration in which every value
+// has been checked, or throw an error naming the file and line; nothing is half-applied.
+// Faults that do not stop delivery (no worker serves the default pool) are `warnings`.
+
+import Foundation
+
+public struct SiteConfiguration: Sendable, Equatable {
+    /// The path it was read from.
+    public var file: String
+    /// SPOOL_DIR (required).
+    public var spoolDirectory: String
+    /// SMTP_FORWARD_n lines, sorted by n.
+    public var workerLines: [WorkerLine]
+    /// One entry per worker thread, x* expanded, ids 1...N.
+    public var workers: [WorkerSpec]
+    /// SMTP_STRICTLY_ROUND_ROBIN.
+    public var strictRoundRobin = false
+    /// SMTP_ROUND_ROBIN_WAIT: how long an earmarked job waits for a dead/paused/closed worker before another takes it.
+    public var strictRoundRobinWait: Seconds = 60
+    /// MAXBSMTP: recipients per transaction sent to a relay.
+    public var maxBSMTP = 100
+    /// SORT_RECIPIENTS.
+    public var sortRecipients = RecipientSort.keep
+    /// RETRY_SCHEDULE: delays after a temporary failure; the last repeats.
+    public var retrySchedule: [Seconds] = [5 * 60, 15 * 60, 30 * 60, 3600, 2 * 3600, 4 * 3600]
+    /// QUEUE_LIFETIME: how long a recipient may stay deferred.
+    public var queueLifetime: Seconds = 5 * 86400
+    /// SMTP_RATE_LIMIT.
+    public var rateLimits: [RateLimit] = []
+    /// SIZE_BINS, in kB, strictly increasing.
+    public var sizeBinsKB: [Int] = []
+    /// HELO_NAME (nil: use the host name).
+    public var heloName: String?
+    public var timeouts = SMTPTimeoutSettings()
+    /// SPOOL_RESCAN_INTERVAL: how often the spool is listed even without a change notice.
+    public var rescanInterval: Seconds = 30
+    /// LOG_DIR.
+    public var logDirectory: String?
+    /// METRICS_FILE.
+    public var metricsFile: String?
+    /// CONTROL_SOCKET (nil: the daemon picks SPOOL_DIR/.poold.sock).
+    public var controlSocket: String?
+    /// RUN_AS.
+    public var runAs: String?
+    /// DEFAULT_LIST_POOL.
+    public var defaultListPool: Pool?
+    /// LIST_POOL_<LISTNAME>="x,y", keyed by the upper-cased list name.
+    public var listPools: [String: ListPools] = [:]
+    /// Problems that do not stop poold, e.g. "no worker serves the default pool '-'".
+    public var warnings: [String] = []
+
+    /// A configuration with every default and these worker lines (expanded into `workers`).
+    public init(file: String, spoolDirectory: String, workerLines: [WorkerLine] = []) {
+        self.file = file
+        self.spoolDirectory = spoolDirectory
+        self.workerLines = workerLines.sorted { $0.number < $1.number }
+        self.workers = SiteConfiguration.expand(self.workerLines)
+    }
+
+    /// One WorkerSpec per worker thread: line by line in order of n, x workers per `x*`.
+    public static func expand(_ workerLines: [WorkerLine]) -> [WorkerSpec] {
+        var workers: [WorkerSpec] = []
+        for line in workerLines.sorted(by: { $0.number < $1.number }) {
+            for _ in 0..<line.count { workers.append(WorkerSpec(id: workers.count + 1, settings: line)) }
+        }
+        return workers
+    }
+
+    /// The workers that serve `pool`, in id order.
+    public func workers(serving pool: Pool) -> [WorkerSpec] {
+        workers.filter { $0.settings.pools.contains(pool) }
+    }
+
+    /// Reads and parses the file at `path`.
+    public static func load(path: String) throws(ConfigurationError) -> SiteConfiguration {
+        let bytes: Data
+        do {
+            bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            let reason = !exists ? "no such file" : isDirectory.boolValue ? "it is a directory" : "cannot be read (permission?)"
+            throw ConfigurationError(file: path, line: nil, message: "cannot read the configuration: \(reason)")
+        }
+        guard let text = String(data: bytes, encoding: .utf8) else {
+            throw ConfigurationError(file: path, line: nil, message: "the configuration is not valid UTF-8 text")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses configuration text; `file` names it in errors.
+    public static func parse(_ text: String, file: String) throws(ConfigurationError) -> SiteConfiguration {
+        var reader = SiteConfigurationReader(file: file)
+        for entry in try ConfigurationLexer.entries(in: text, file: file) {
+            try reader.read(entry)
+        }
+        return try reader.finish()
+    }
+}

@@ -1,0 +1,129 @@
+// The central path against real relays: jobs dropped in the spool arrive exactly once,
+// byte for byte, pipelined or not, and a relay that drops the connection loses nothing.
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import Foundation
+import XCTest
+@testable import PoolDaemon
+import SpoolKit
+
+final class DeliveryTests: XCTestCase {
+    /// Checks that every expected (message, recipient) arrived exactly once with its bytes.
+    func assertExactlyOnce(_ expected: GeneratedJobs, received: [(tag: String?, sender: String, recipients: [String], data: [UInt8])],
+                           file: StaticString = #filePath, line: UInt = #line) {
+        var seen: [GeneratedJobs.Expected: Int] = [:]
+        var wrongContent = 0
+        var wrongSender = 0
+        for message in received {
+            guard let tag = message.tag else {
+                XCTFail("a message without X-Test-Id arrived", file: file, line: line)
+                continue
+            }
+            if message.data != expected.messages[tag] { wrongContent += 1 }
+            if message.sender != expected.senders[tag] { wrongSender += 1 }
+            for r in message.recipients { seen[.init(tag: tag, recipient: r), default: 0] += 1 }
+        }
+        XCTAssertEqual(wrongContent, 0, "messages whose bytes differ from the job", file: file, line: line)
+        XCTAssertEqual(wrongSender, 0, "messages with the wrong envelope sender", file: file, line: line)
+        let missing = expected.deliveries.filter { seen[$0] == nil }
+        let duplicates = seen.filter { $0.value > 1 }
+        let unexpected = Set(seen.keys).subtracting(expected.deliveries)
+        func show<S: Sequence>(_ s: S) -> String where S.Element == GeneratedJobs.Expected { s.prefix(3).map { "\($0.tag) <\($0.recipient)>" }.joined(separator: ", ") }
+        XCTAssertEqual(missing.count, 0, "lost, e.g. \(show(missing))", file: file, line: line)
+        XCTAssertEqual(duplicates.count, 0, "sent twice, e.g. \(show(duplicates.keys))", file: file, line: line)
+        XCTAssertEqual(unexpected.count, 0, "never asked for, e.g. \(show(unexpected))", file: file, line: line)
+    }
+
+    func testThreeHundredMixedJobsReachSmtpSinkExactlyOnce() throws {
+        let fixture = try SpoolFixture("sink")
+        let sink = try SmtpSink(in: fixture.directory)
+        defer { sink.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=3*127.0.0.1:\(sink.port)", "MAXBSMTP=100"])
+        let jobs = GeneratedJobs.mixed(count: 300)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        try fixture.drain()
+        XCTAssertEqual(fixture.jobsLeft(), [])
+        XCTAssertEqual(fixture.deferredJobs(), [])
+        XCTAssertEqual(fixture.badJobs(), [])
+        let received = try sink.messages().map { m in (GeneratedJobs.tag(of: m.body), m.sender, m.recipients, m.body) }
+        XCTAssertGreaterThan(jobs.deliveries.count, 10_000 / 2)
+        assertExactlyOnce(jobs, received: received)
+    }
+
+    func testMixedJobsReachAiosmtpdExactlyOnceWithExactBytes() throws {
+        let fixture = try SpoolFixture("aiosmtpd")
+        let relay = try RecordingRelay(in: fixture.directory, arguments: ["--pipelining"])
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=2*127.0.0.1:\(relay.port)", "MAXBSMTP=100"])
+        let jobs = GeneratedJobs.mixed(count: 120, seed: 7)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        try fixture.drain()
+        XCTAssertEqual(fixture.jobsLeft(), [])
+        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        assertExactlyOnce(jobs, received: received)
+    }
+
+    func testARelayWithoutPipeliningGetsOneCommandAtATime() throws {
+        let fixture = try SpoolFixture("lockstep")
+        let relay = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--no-pipelining", "--lockstep-check"])
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "MAXBSMTP=100"])
+        let jobs = GeneratedJobs.mixed(count: 30, seed: 3)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        try fixture.drain()
+        XCTAssertEqual(fixture.jobsLeft(), [])
+        XCTAssertNil(relay.file("violations.txt"), "commands were pipelined to a relay that did not offer PIPELINING")
+        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        assertExactlyOnce(jobs, received: received)
+    }
+
+    func testSmtpSinkWithoutPipeliningStillGetsEverything() throws {
+        let fixture = try SpoolFixture("sinkP")
+        let sink = try SmtpSink(in: fixture.directory, pipelining: false)
+        defer { sink.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(sink.port)"])
+        let jobs = GeneratedJobs.mixed(count: 24, seed: 5)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        try fixture.drain()
+        let received = try sink.messages().map { m in (GeneratedJobs.tag(of: m.body), m.sender, m.recipients, m.body) }
+        assertExactlyOnce(jobs, received: received)
+    }
+
+    /// The relay takes the 5th message and drops the connection before answering the dot:
+    /// that job is deferred (the relay may have it: at most that transaction twice), every
+    /// other recipient arrives once, and a retry delivers the rest.
+    func testARelayThatDropsTheConnectionMidTransactionLosesNothing() throws {
+        let fixture = try SpoolFixture("drop")
+        let relay = try RecordingRelay(in: fixture.directory, arguments: ["--pipelining", "--drop-after-data", "5"])
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "RETRY_SCHEDULE=1s"])
+        let jobs = GeneratedJobs.mixed(count: 12, seed: 11)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        try fixture.drain()
+        XCTAssertEqual(fixture.deferredJobs().count, 1, "the job whose transaction was cut off waits for a retry")
+        sleep(2)
+        try fixture.drain()
+        XCTAssertEqual(fixture.deferredJobs(), [])
+        XCTAssertEqual(fixture.jobsLeft(), [])
+        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        assertExactlyOnce(jobs, received: received)
+    }
+
+    func testConnectionDroppedMidMessageIsRetriedWholeLater() throws {
+        let fixture = try SpoolFixture("midmsg")
+        let relay = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--fault", "body:drop", "--fault-after", "2"])
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "RETRY_SCHEDULE=1s"])
+        let jobs = GeneratedJobs.mixed(count: 6, seed: 13)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        try fixture.drain()
+        XCTAssertEqual(fixture.deferredJobs().count, 1)
+        sleep(2)
+        try fixture.drain()
+        XCTAssertEqual(fixture.deferredJobs(), [])
+        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        assertExactlyOnce(jobs, received: received)
+    }
+}
