@@ -21,8 +21,6 @@ final class Daemon: @unchecked Sendable {
     private var watcher: SpoolWatcher?
     private let stopping = Atomic<Bool>(false)
     private let started = Date().timeIntervalSince1970
-    /// Reports permanent failures; the RFC 3464 DSN writer replaces the log-only one.
-    var failureReport: FailureReport = LoggedFailureReport()
 
     init(config: SiteConfiguration, draining: Bool) {
         self.config = config
@@ -74,8 +72,11 @@ final class Daemon: @unchecked Sendable {
         let sessionSettings = SessionSettings(heloName: config.heloName ?? Daemon.hostName(), timeouts: config.timeouts.smtp)
         let deliverySettings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
                                                 retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
+        let bounces = BounceReport(spool: spool, reportingMTA: sessionSettings.heloName) { [queue] name, path, size in
+            queue.offer([(name, path, size, nil)])
+        }
         for spec in config.workers {
-            let delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: failureReport,
+            let delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
                                        workerID: spec.id, shouldStop: { [unowned self] in self.stopping.load(ordering: .relaxed) },
                                        clock: { Date().timeIntervalSince1970 })
             let worker = Worker(spec: spec, queue: queue, board: board, delivery: delivery,
@@ -185,15 +186,6 @@ final class Daemon: @unchecked Sendable {
         guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
         let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return name.isEmpty ? "localhost" : name
-    }
-}
-
-/// Until DSNs are written: permanent failures are logged, one line per recipient.
-struct LoggedFailureReport: FailureReport {
-    func report(job: JobName, path: String, transaction: Transaction, failures: [(Recipient, RecipientOutcome)], relay: String) throws {
-        for (recipient, outcome) in failures {
-            Log.warning("job=\(job) failed recipient=<\(recipient.address)> sender=<\(transaction.sender)> relay=\(relay) reply=\"\(outcome.diagnostic)\" (no DSN sent)")
-        }
     }
 }
 

@@ -51,51 +51,13 @@ enum Submit {
             }
             if input.contains(0) { fail("the message contains a NUL byte") }
             if input.isEmpty { fail("the message on standard input is empty") }
-            job = wrap(message: Array(input), from: from, to: to)
+            job = JobWriter.bsmtp(message: Array(input), from: from, to: to)
         }
         let spool = Spool(root: config.spoolDirectory)
-        for _ in 0..<100 {
-            let name = "\(pool)\(freshID()).MAIL"
-            do {
-                try AtomicFile.write(directory: spool.root, name: name, bytes: job, mode: 0o640, replace: false)
-                print(name)
-                exit(0)
-            } catch let error as SystemError where error.isExisting {
-                continue
-            } catch {
-                fail("cannot write the job in \(spool.root): \(error)")
-            }
+        do {
+            print(try JobWriter.submit(job, pool: pool, spool: spool).fileName)
+        } catch {
+            fail("cannot write the job in \(spool.root): \(error)")
         }
-        fail("cannot find a free job name in \(spool.root)")
-    }
-
-    /// A BSMTP job for one message: envelope lines, the message dot-stuffed, the final dot.
-    static func wrap(message: [UInt8], from: String, to: [String]) -> [UInt8] {
-        var out = Array("MAIL FROM:<\(from)>\r\n".utf8)
-        for address in to { out += Array("RCPT TO:<\(address)>\r\n".utf8) }
-        out += Array("DATA\r\n".utf8)
-        var lines = message.split(separator: 10, omittingEmptySubsequences: false)
-        if lines.last?.isEmpty == true { lines.removeLast() }
-        for var line in lines {
-            if line.last == 13 { line.removeLast() }
-            if line.first == UInt8(ascii: ".") { out.append(UInt8(ascii: ".")) }
-            out += line
-            out += [13, 10]
-        }
-        out += Array(".\r\n".utf8)
-        return out
-    }
-
-    /// 18 digits: seconds since 2020, microseconds, and the pid's last three digits, so
-    /// ids grow with time and two submitters rarely meet (a clash retries).
-    static func freshID() -> String {
-        var tv = timeval()
-        gettimeofday(&tv, nil)
-        let seconds = Int(tv.tv_sec) - 1_577_836_800
-        let micro = Int(tv.tv_usec)
-        let pid = Int(getpid()) % 1000
-        let text = String(seconds) + String(repeating: "0", count: 6 - String(micro).count) + String(micro)
-            + String(repeating: "0", count: 3 - String(pid).count) + String(pid)
-        return String(repeating: "0", count: max(0, 18 - text.count)) + text
     }
 }
