@@ -121,7 +121,7 @@ final class SmtpSink {
         dumps = directory + "/sink-dumps"
         try FileManager.default.createDirectory(atPath: dumps, withIntermediateDirectories: true)
         var arguments = ["-u", "root", "-c", "-d", dumps + "/%M."] + extraArguments
-        if !pipelining { arguments.insert("-P", at: 0) }
+        if !pipelining { arguments.insert("-p", at: 0) }  // -p: no PIPELINING (-P would fake a PIX firewall)
         arguments += ["127.0.0.1:\(port)", "256"]
         child = try ChildProcess("smtp-sink", executable: "/usr/bin/timeout", arguments: ["600", try TestTools.smtpSink] + arguments, logTo: directory + "/sink.log")
         try waitForPort(port)
