@@ -22,11 +22,17 @@ final class Daemon: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let started = Date().timeIntervalSince1970
 
-    init(config: SiteConfiguration, draining: Bool) {
+    /// The time the workers see (tests move it to open and close windows).
+    let clock: @Sendable () -> Date
+    let calendar: Calendar
+
+    init(config: SiteConfiguration, draining: Bool, clock: @escaping @Sendable () -> Date = { Date() }, calendar: Calendar = .current) {
         self.config = config
         self.spool = Spool(root: config.spoolDirectory)
         self.draining = draining
-        self.queue = JobQueue(draining: draining)
+        self.clock = clock
+        self.calendar = calendar
+        self.queue = JobQueue(policy: DispatchPolicy(config, draining: draining), draining: draining)
         self.board = StatusBoard(config.workers)
     }
 
@@ -57,8 +63,14 @@ final class Daemon: @unchecked Sendable {
         }
         lockDescriptor = lock
         for warning in config.warnings { Log.warning("\(config.file): \(warning)") }
+        if config.strictRoundRobin {
+            Log.notice("strict round-robin is active: a job with spool id k goes to the worker w with k ≡ w (mod N) of its pool; an unavailable worker's jobs pass on after \(config.strictRoundRobinWait) s")
+        }
         AtomicFile.sweep(directory: spool.root, olderThan: 3600, now: Date().timeIntervalSince1970)
         let found = try scanSpool()
+        for pool in config.unservedPools(in: spool) {
+            Log.warning("pool \(pool) holds jobs but no worker serves it: they wait until a worker line says POOL=\(pool) (or POOL=*)")
+        }
         Log.notice("poold \(draining ? "draining" : "serving") \(spool.root): \(found.queued) job(s) queued, \(found.deferred) deferred; \(config.workers.count) worker(s)")
         if !draining {
             let watcher = try SpoolWatcher(spool: spool, rescanInterval: config.rescanInterval)
@@ -75,13 +87,17 @@ final class Daemon: @unchecked Sendable {
         let bounces = BounceReport(spool: spool, reportingMTA: sessionSettings.heloName) { [queue] name, path, size in
             queue.offer([(name, path, size, nil)])
         }
+        let limiter = RateLimiter(config.rateLimits)
+        for limit in config.rateLimits {
+            Log.info("rate limit: \(Int(limit.bitsPerSecond)) bit/s for \(limit.pools.map { "pools \($0)" } ?? "the whole server")")
+        }
         for spec in config.workers {
             let delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
-                                       workerID: spec.id, shouldStop: { [unowned self] in self.stopping.load(ordering: .relaxed) },
-                                       clock: { Date().timeIntervalSince1970 })
+                                       workerID: spec.id, limiter: limiter, clock: { Date().timeIntervalSince1970 })
             let worker = Worker(spec: spec, queue: queue, board: board, delivery: delivery,
-                                sessionSettings: sessionSettings, draining: draining)
-            Log.info("worker \(spec.id): relay \(spec.settings.relay), pools \(spec.settings.pools)")
+                                sessionSettings: sessionSettings, draining: draining, clock: clock, calendar: calendar,
+                                daemonStopping: { [unowned self] in self.stopping.load(ordering: .relaxed) })
+            Log.info("worker \(spec.id): \(Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id)))")
             workers.append(worker)
         }
         for worker in workers { worker.start() }
@@ -179,6 +195,15 @@ final class Daemon: @unchecked Sendable {
     private func writeStatus() {
         let snapshot = board.snapshot(queue: queue, spool: spool, started: started)
         try? AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
+    }
+
+    static func describe(_ line: WorkerLine, roundRobin: String?) -> String {
+        var parts = ["relay \(line.relay)", "pools \(line.pools)"]
+        if let f = line.failover { parts.append("failover \(f)") }
+        if !line.windows.isEmpty { parts.append("windows " + line.windows.map(\.description).joined(separator: ",")) }
+        if let m = line.maxSizeKB { parts.append("MAXSIZE \(m) kB") }
+        if let e = roundRobin { parts.append("round-robin place \(e)") }
+        return parts.joined(separator: ", ")
     }
 
     static func hostName() -> String {

@@ -40,8 +40,7 @@ struct JobDelivery {
     let settings: DeliverySettings
     let failures: FailureReport
     let workerID: Int
-    /// Checked between transactions: true when the daemon is stopping.
-    let shouldStop: @Sendable () -> Bool
+    let limiter: RateLimiter
     let clock: @Sendable () -> Double
 
     /// A chunk of one transaction's recipients, with their indices in the job.
@@ -50,7 +49,9 @@ struct JobDelivery {
         var members: [Int]
     }
 
-    func attempt(_ job: QueuedJob, session: SMTPSession, reconnect: () -> Bool) -> AttemptResult {
+    /// `shouldStop` is asked between transactions: the daemon stops, or the worker's window
+    /// closed; the transaction in hand is always finished first.
+    func attempt(_ job: QueuedJob, session: SMTPSession, reconnect: () -> Bool, shouldStop: () -> Bool) -> AttemptResult {
         let path = job.path
         let status: FileStatus
         do {
@@ -108,7 +109,15 @@ struct JobDelivery {
             let envelope = Envelope(
                 sender: tx.sender, senderParameters: tx.senderParameters,
                 recipients: chunk.members.map { EnvelopeRecipient(address: tx.recipients[$0].address, parameters: tx.recipients[$0].parameters) })
-            let outcomes = session.send(envelope, message: MessageReader(path: path, transaction: tx))
+            let reader = MessageReader(path: path, transaction: tx)
+            let outcomes: [RecipientOutcome]
+            if limiter.isActive {
+                // The envelope's commands count too (roughly: each line as written).
+                limiter.charge(envelope.recipients.reduce(tx.sender.utf8.count + 40) { $0 + $1.address.utf8.count + 14 }, pool: job.name.pool)
+                outcomes = session.send(envelope, message: ThrottledMessage(reader: reader, limiter: limiter, pool: job.name.pool))
+            } else {
+                outcomes = session.send(envelope, message: reader)
+            }
 
             var accepted = 0, deferred = 0, failed = 0
             var retry: [Int] = []

@@ -1,8 +1,9 @@
-// The daemon's index of jobs: one FIFO per pool of jobs due now, a timetable of deferred
-// jobs, and the set of jobs in hand. Handing a job to a worker never touches the disk;
-// a worker looks only at the queues of the pools it serves.
+// The daemon's index of jobs: FIFOs of jobs due now, a timetable of deferred jobs, and the
+// jobs in hand. Handing a job to a worker never touches the disk, and a worker looks only
+// at queues it may take from: due jobs are filed by (pool, earmark, size class), so a
+// worker that serves pool A with MAXSIZE=64 never walks past pool B's or big jobs.
 //
-// Invariant: a job path is in at most one of {a pool queue, the timetable, in hand}, and
+// Invariant: a job path is in at most one of {a queue, the timetable, in hand}, and
 // `known` holds exactly the paths in those three; a path offered again while known is
 // ignored (inotify and the rescan both report every job).
 
@@ -15,6 +16,9 @@ struct QueuedJob: Sendable {
     var size: Int64
     /// Arrival order: smaller is older.
     var sequence: UInt64
+    /// The worker strict round-robin earmarks it for, 0 for any.
+    var earmark: Int = 0
+    var sizeClass: Int = 0
 }
 
 /// A FIFO with amortised O(1) pops from the front.
@@ -38,21 +42,31 @@ struct FIFO<Element> {
         }
         return e
     }
-    var elements: ArraySlice<Element> { items[head...] }
 }
 
 final class JobQueue: @unchecked Sendable {
+    private struct Lane: Hashable {
+        var earmark: Int
+        var sizeClass: Int
+    }
+
     private let condition = NSCondition()
-    private var queues: [Pool: FIFO<QueuedJob>] = [:]
+    private var lanes: [Pool: [Lane: FIFO<QueuedJob>]] = [:]
     private var timetable: [(due: Double, job: QueuedJob)] = []  // sorted by due
     private var known: Set<String> = []
     private var inHand: [String: QueuedJob] = [:]
+    /// Workers that cannot take jobs now (down, closed, paused, stopped), and since when.
+    private var unavailableSince: [Int: Double] = [:]
+    /// Jobs and bytes in the lanes per pool, kept as they change (status reads them each second).
+    private var laneTotals: [Pool: (jobs: Int, bytes: Int64)] = [:]
     private var sequence: UInt64 = 0
     private var stopping = false
     private let draining: Bool
+    let policy: DispatchPolicy
     private let clock: @Sendable () -> Double
 
-    init(draining: Bool, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+    init(policy: DispatchPolicy, draining: Bool, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.policy = policy
         self.draining = draining
         self.clock = clock
     }
@@ -63,8 +77,7 @@ final class JobQueue: @unchecked Sendable {
         return body()
     }
 
-    /// Adds jobs found in `directory` unless already known; `due`: when each may go
-    /// (nil: now). Returns how many were new.
+    /// Adds jobs unless already known; `due`: when each may go (nil: now). Returns how many were new.
     @discardableResult
     func offer(_ jobs: [(name: JobName, path: String, size: Int64, due: Double?)]) -> Int {
         locked {
@@ -72,8 +85,9 @@ final class JobQueue: @unchecked Sendable {
             for j in jobs where !known.contains(j.path) {
                 known.insert(j.path)
                 sequence += 1
-                let job = QueuedJob(name: j.name, path: j.path, size: j.size, sequence: sequence)
-                if let due = j.due, due > clock() { insertTimed(job, due: due) } else { queues[j.name.pool, default: FIFO()].append(job) }
+                let job = QueuedJob(name: j.name, path: j.path, size: j.size, sequence: sequence,
+                                    earmark: policy.earmark(j.name), sizeClass: policy.sizeClass(j.size))
+                if let due = j.due, due > clock() { insertTimed(job, due: due) } else { enqueue(job) }
                 added += 1
             }
             if added > 0 { condition.broadcast() }
@@ -83,56 +97,97 @@ final class JobQueue: @unchecked Sendable {
 
     func isKnown(_ path: String) -> Bool { locked { known.contains(path) } }
 
+    private func enqueue(_ job: QueuedJob, front: Bool = false) {
+        let total = laneTotals[job.name.pool] ?? (0, 0)
+        laneTotals[job.name.pool] = (total.jobs + 1, total.bytes + job.size)
+        let lane = Lane(earmark: job.earmark, sizeClass: job.sizeClass)
+        if front { lanes[job.name.pool, default: [:]][lane, default: FIFO()].pushFront(job) } else { lanes[job.name.pool, default: [:]][lane, default: FIFO()].append(job) }
+    }
+
     private func insertTimed(_ job: QueuedJob, due: Double) {
         let i = timetable.firstIndex { $0.due > due } ?? timetable.endIndex
         timetable.insert((due, job), at: i)
     }
 
-    /// Moves timetable entries that are due into their pool queues.
     private func promoteDue(now: Double) {
         var n = 0
         while n < timetable.count && timetable[n].due <= now {
-            let job = timetable[n].job
-            queues[job.name.pool, default: FIFO()].append(job)
+            enqueue(timetable[n].job)
             n += 1
         }
         if n > 0 { timetable.removeFirst(n) }
     }
 
-    /// The oldest due job among the pools a worker serves; waits for one. Returns nil when
-    /// the daemon stops, or (draining) when nothing due is left and no job is in hand.
-    func take(serving pools: PoolSet, isOpen: () -> Bool = { true }) -> QueuedJob? {
+    /// A worker says whether it can take jobs now (for strict round-robin hand-over).
+    func setAvailable(_ worker: Int, _ available: Bool) {
+        locked {
+            if available {
+                if unavailableSince.removeValue(forKey: worker) != nil { condition.broadcast() }
+            } else if unavailableSince[worker] == nil {
+                unavailableSince[worker] = clock()
+                condition.broadcast()
+            }
+        }
+    }
+
+    /// May `worker` take from a lane earmarked for `owner` in `pool` now?
+    private func mayTake(_ owner: Int, worker: Int, pool: Pool, now: Double) -> Bool {
+        if owner == 0 || owner == worker { return true }
+        guard let since = unavailableSince[owner], now - since >= policy.roundRobinWait else { return false }
+        return policy.substitute(for: owner, in: pool) { unavailableSince[$0] == nil } == worker
+    }
+
+    /// The job `worker` should take now: inside each pool the smallest size bin first,
+    /// across pools the oldest; nil when there is none.
+    private func pick(worker: Int, pools: PoolSet, now: Double) -> (Pool, Lane)? {
+        let maxClass = policy.maxClass[worker]
+        var best: (Pool, Lane, priority: Int, sequence: UInt64)?
+        for (pool, poolLanes) in lanes where pools.contains(pool) {
+            var poolBest: (Lane, priority: Int, sequence: UInt64)?
+            for (lane, fifo) in poolLanes {
+                guard let head = fifo.first else { continue }
+                if let maxClass, lane.sizeClass > maxClass { continue }
+                if !mayTake(lane.earmark, worker: worker, pool: pool, now: now) { continue }
+                let priority = policy.priorityOfClass[lane.sizeClass]
+                if poolBest == nil || (priority, head.sequence) < (poolBest!.priority, poolBest!.sequence) {
+                    poolBest = (lane, priority, head.sequence)
+                }
+            }
+            if let p = poolBest, best == nil || p.sequence < best!.sequence {
+                best = (pool, p.0, p.priority, p.sequence)
+            }
+        }
+        return best.map { ($0.0, $0.1) }
+    }
+
+    enum Taken {
+        case job(QueuedJob)
+        /// The daemon stops, or (drain) nothing the worker may take is due and no job is in hand.
+        case finished
+        /// `keepWaiting` said no: the worker's situation changed (a window opened or closed).
+        case recheck
+    }
+
+    /// Waits for a job `worker` may take.
+    func take(worker: Int, serving pools: PoolSet, keepWaiting: () -> Bool = { true }) -> Taken {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            if stopping { return nil }
+            if stopping { return .finished }
+            if !keepWaiting() { return .recheck }
             let now = clock()
             promoteDue(now: now)
-            if isOpen(), let job = popOldest(serving: pools) {
+            if let (pool, lane) = pick(worker: worker, pools: pools, now: now),
+               let job = lanes[pool]![lane]!.popFirst() {
+                let total = laneTotals[pool]!
+                laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
                 inHand[job.path] = job
-                return job
+                return .job(job)
             }
-            if draining && inHand.isEmpty && !hasDueWork(serving: pools) { return nil }
+            if draining && inHand.isEmpty { return .finished }
             let nextDue = timetable.first.map { $0.due - now } ?? 1
             condition.wait(until: Date(timeIntervalSinceNow: max(0.01, min(nextDue, 1))))
         }
-    }
-
-    private func hasDueWork(serving pools: PoolSet) -> Bool {
-        queues.contains { pools.contains($0.key) && !$0.value.isEmpty }
-    }
-
-    private func popOldest(serving pools: PoolSet) -> QueuedJob? {
-        var best: Pool?
-        var bestSequence = UInt64.max
-        for (pool, fifo) in queues where pools.contains(pool) {
-            if let head = fifo.first, head.sequence < bestSequence {
-                best = pool
-                bestSequence = head.sequence
-            }
-        }
-        guard let best else { return nil }
-        return queues[best]!.popFirst()
     }
 
     /// The job left the spool (delivered, bounced, quarantined or vanished).
@@ -144,29 +199,27 @@ final class JobQueue: @unchecked Sendable {
         }
     }
 
-    /// The job stays (now at `path`) and is due again at `due`.
+    /// The job stays (now at `path`) and is due again at `due`; a drain does not retry it.
     func reschedule(_ job: QueuedJob, path: String, due: Double) {
         locked {
             inHand[job.path] = nil
             known.remove(job.path)
-            var moved = job
-            moved.path = path
-            known.insert(path)
-            if draining {
-                // A drain tries each job once: a deferred job is not due again in this run.
-                known.remove(path)
-            } else {
+            if !draining {
+                var moved = job
+                moved.path = path
+                known.insert(path)
                 insertTimed(moved, due: due)
             }
             condition.broadcast()
         }
     }
 
-    /// The worker could not try the job (relay unreachable, stopping): back to the front.
+    /// The worker could not try the job (relay unreachable, window closed, stopping).
+    /// In a drain a job goes back only while another worker may still take it.
     func putBack(_ job: QueuedJob) {
         locked {
             inHand[job.path] = nil
-            queues[job.name.pool, default: FIFO()].pushFront(job)
+            enqueue(job, front: true)
             condition.broadcast()
         }
     }
@@ -187,9 +240,7 @@ final class JobQueue: @unchecked Sendable {
     func counts() -> Counts {
         locked {
             var c = Counts()
-            for (pool, fifo) in queues where !fifo.isEmpty {
-                c.queued[pool] = (fifo.count, fifo.elements.reduce(0) { $0 + $1.size })
-            }
+            for (pool, total) in laneTotals where total.jobs > 0 { c.queued[pool] = total }
             for (_, job) in inHand {
                 let prior = c.queued[job.name.pool] ?? (0, 0)
                 c.queued[job.name.pool] = (prior.jobs + 1, prior.bytes + job.size)

@@ -1,6 +1,10 @@
 // One SMTP worker: a thread with its own relay connection, taking the oldest due job of
-// the pools it serves, one job at a time. A relay that cannot be reached puts the job back
-// for the others and marks the worker down for a growing pause (5 s up to 2 min).
+// the pools it serves, one job at a time. Inside its open-time windows it sends to its
+// first host; outside them, or while the first host cannot be reached, to its failover
+// host if it has one, otherwise it does no work (closed, or down). A host that cannot be
+// reached is left alone for a growing pause (5 s up to 2 min) and then tried again, so the
+// worker returns to its first host by itself. When a window closes mid-job the worker
+// finishes the transaction in hand and stops there.
 
 import Foundation
 import SMTPClient
@@ -14,21 +18,40 @@ final class Worker: @unchecked Sendable {
     let delivery: JobDelivery
     let sessionSettings: SessionSettings
     let draining: Bool
+    let clock: @Sendable () -> Date
+    let calendar: Calendar
+    /// The daemon is stopping (checked between transactions).
+    let daemonStopping: @Sendable () -> Bool
     private let stopping = Atomic<Bool>(false)
-    private var thread: Thread?
     private let done = NSCondition()
     private var finished = false
 
     static let firstBackoff = 5.0
     static let maxBackoff = 120.0
 
-    init(spec: WorkerSpec, queue: JobQueue, board: StatusBoard, delivery: JobDelivery, sessionSettings: SessionSettings, draining: Bool) {
+    /// One relay the worker may use, with its connection and its pause after failures.
+    private final class Route {
+        let relay: RelayHost
+        let session: SMTPSession
+        var downUntil = 0.0
+        var backoff = Worker.firstBackoff
+        init(_ relay: RelayHost, settings: SessionSettings) {
+            self.relay = relay
+            session = SMTPSession(host: relay.host, port: relay.port, settings: settings)
+        }
+    }
+
+    init(spec: WorkerSpec, queue: JobQueue, board: StatusBoard, delivery: JobDelivery, sessionSettings: SessionSettings,
+         draining: Bool, clock: @escaping @Sendable () -> Date, calendar: Calendar, daemonStopping: @escaping @Sendable () -> Bool) {
         self.spec = spec
         self.queue = queue
         self.board = board
         self.delivery = delivery
         self.sessionSettings = sessionSettings
         self.draining = draining
+        self.clock = clock
+        self.calendar = calendar
+        self.daemonStopping = daemonStopping
     }
 
     func start() {
@@ -41,7 +64,6 @@ final class Worker: @unchecked Sendable {
             done.unlock()
         }
         thread.stackSize = 1 << 20
-        self.thread = thread
         thread.start()
     }
 
@@ -55,39 +77,65 @@ final class Worker: @unchecked Sendable {
         done.unlock()
     }
 
+    var isOpenNow: Bool { spec.settings.isOpen(at: clock(), calendar: calendar) }
+
     private func run() {
-        let relay = spec.settings.relay
-        let session = SMTPSession(host: relay.host, port: relay.port, settings: sessionSettings)
-        var backoff = Worker.firstBackoff
-        var downUntil = 0.0
-        board.update(spec.id) { $0.state = .idle }
+        let primary = Route(spec.settings.relay, settings: sessionSettings)
+        let failover = spec.settings.failover.map { Route($0, settings: sessionSettings) }
         while !isStopping {
-            let now = Date().timeIntervalSince1970
-            if now < downUntil {
-                Thread.sleep(forTimeInterval: min(0.25, downUntil - now))
+            let now = clock().timeIntervalSince1970
+            let open = isOpenNow
+            let routes = [open ? primary : nil, failover].compactMap { $0 }
+            guard let route = routes.first(where: { now >= $0.downUntil }) else {
+                // Nothing to send to now: closed (outside every window, no failover) or down.
+                queue.setAvailable(spec.id, false)
+                if !open { primary.session.close() }
+                board.update(spec.id) { $0.state = open ? .down : .closed; $0.job = nil }
+                if draining { break }
+                Thread.sleep(forTimeInterval: 0.25)
                 continue
             }
-            guard let job = queue.take(serving: spec.settings.pools) else { break }
-            board.update(spec.id) { $0.state = .busy; $0.job = job.name.fileName; $0.since = now }
-            if !session.isOpen || !session.checkAlive() {
-                if !connect(session) {
-                    if draining {
-                        // A drain tries each job once: unreachable now means deferred.
-                        let result = delivery.attempt(job, session: session, reconnect: { false })
-                        settle(job, result)
-                    } else {
-                        queue.putBack(job)
-                    }
-                    downUntil = Date().timeIntervalSince1970 + backoff
-                    backoff = min(backoff * 2, Worker.maxBackoff)
-                    continue
-                }
-                backoff = Worker.firstBackoff
+            queue.setAvailable(spec.id, true)
+            board.update(spec.id) { if $0.state != .idle { $0.state = .idle; $0.lastError = nil } }
+            let job: QueuedJob
+            switch queue.take(worker: spec.id, serving: spec.settings.pools, keepWaiting: { !isStopping && isOpenNow == open }) {
+            case .job(let taken): job = taken
+            case .finished: return finish(primary, failover)
+            case .recheck: continue
             }
-            let result = delivery.attempt(job, session: session, reconnect: { connect(session) })
+            board.update(spec.id) { $0.state = .busy; $0.job = job.name.fileName; $0.since = now }
+            // The route in use: the first that connects, trying the next when one cannot.
+            var chosen: Route?
+            for candidate in routes where clock().timeIntervalSince1970 >= candidate.downUntil {
+                for other in [primary, failover].compactMap({ $0 }) where other !== candidate { other.session.close() }
+                if candidate.session.isOpen && candidate.session.checkAlive() || connect(candidate) {
+                    chosen = candidate
+                    break
+                }
+            }
+            guard let chosen else {
+                if draining {
+                    // A drain tries each job once: no relay now means deferred.
+                    settle(job, delivery.attempt(job, session: primary.session, reconnect: { false }, shouldStop: { false }))
+                } else {
+                    queue.putBack(job)
+                }
+                continue
+            }
+            board.update(spec.id) { $0.peer = chosen.session.peer }
+            let onPrimary = chosen === primary
+            let result = delivery.attempt(job, session: chosen.session, reconnect: { connect(chosen) }, shouldStop: {
+                isStopping || daemonStopping() || (onPrimary && !isOpenNow)
+            })
             settle(job, result)
         }
-        session.close()
+        finish(primary, failover)
+    }
+
+    private func finish(_ primary: Route, _ failover: Route?) {
+        primary.session.close()
+        failover?.session.close()
+        queue.setAvailable(spec.id, false)
         board.update(spec.id) { $0.state = .stopped; $0.job = nil }
     }
 
@@ -110,26 +158,26 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Opens the session; on failure logs it and marks the worker down.
-    private func connect(_ session: SMTPSession) -> Bool {
+    /// Opens a route's session; on failure logs it and pauses the route.
+    private func connect(_ route: Route) -> Bool {
         do {
-            try session.open()
+            try route.session.open()
+            route.backoff = Worker.firstBackoff
             board.update(spec.id) {
                 $0.connections += 1
-                $0.peer = session.peer
-                $0.pipelining = session.capabilities.pipelining
-                $0.lastError = nil
+                $0.peer = route.session.peer
+                $0.pipelining = route.session.capabilities.pipelining
             }
-            Log.info("worker \(spec.id): connected to \(session.peer) (\(session.capabilities.pipelining ? "PIPELINING" : "no PIPELINING"))")
+            Log.info("worker \(spec.id): connected to \(route.session.peer) (\(route.session.capabilities.pipelining ? "PIPELINING" : "no PIPELINING"))")
             return true
         } catch {
+            route.downUntil = clock().timeIntervalSince1970 + route.backoff
+            route.backoff = min(route.backoff * 2, Worker.maxBackoff)
             board.update(spec.id) {
-                $0.state = .down
                 $0.connectionFailures += 1
-                $0.lastError = "\(error)"
-                $0.since = Date().timeIntervalSince1970
+                $0.lastError = "\(route.relay): \(error)"
             }
-            Log.warning("worker \(spec.id): relay \(spec.settings.relay) unavailable: \(error)")
+            Log.warning("worker \(spec.id): relay \(route.relay) unavailable: \(error)")
             return false
         }
     }

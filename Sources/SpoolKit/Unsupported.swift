@@ -1,22 +1,35 @@
 // Options the grammar accepts but this build cannot honour yet. poold refuses to start
-// with them (and `poolctl check` says so) rather than send in plain text what was asked
-// to go encrypted, or ignore a schedule the operator relies on.
+// with them (and `poolctl check` says so) rather than ignore a limit the operator relies
+// on. (TLS and AUTH are checked by the daemon itself, which knows whether it was built
+// with TLS: PoolDaemon/RelaySecurity.swift.)
 
 extension SiteConfiguration {
+    /// Pools that hold jobs in `spool` but that no worker serves: their mail would wait forever.
+    public func unservedPools(in spool: Spool) -> [Pool] {
+        let pools = Set(((try? spool.jobs()) ?? []).map(\.pool))
+        return pools.filter { workers(serving: $0).isEmpty }.sorted()
+    }
+
+    /// Strict round-robin places of a worker, e.g. `A:1/2 -:1/3` (pool, place, workers of the pool).
+    public func roundRobinPlaces(worker id: Int) -> String? {
+        guard strictRoundRobin else { return nil }
+        var parts: [String] = []
+        for pool in Pool.all {
+            let serving = workers(serving: pool).map(\.id)
+            if let i = serving.firstIndex(of: id) { parts.append("\(pool):\(i + 1)/\(serving.count)") }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: " ")
+    }
+
+    /// The pool `poolctl submit --list NAME [--admin]` uses: the list's LIST_POOL_ line,
+    /// else DEFAULT_LIST_POOL, else the default pool.
+    public func pool(forList name: String, admin: Bool) -> Pool {
+        if let pools = listPools[name.uppercased()] { return admin ? pools.admin : pools.posting }
+        return defaultListPool ?? .default
+    }
+
     /// The first option that this build does not carry out, named with its line.
     public var unsupportedFeature: String? {
-        for w in workerLines {
-            let at = "line \(w.line) (SMTP_FORWARD_\(w.number))"
-            if w.tls == .require || w.tls == .smtps { return "\(at): TLS=\(w.tls.rawValue) is not supported by this build yet" }
-            if w.tlsCA != nil { return "\(at): TLS_CA= is not supported by this build yet" }
-            if w.authUser != nil || w.secretFile != nil { return "\(at): AUTH= is not supported by this build yet" }
-            if !w.windows.isEmpty { return "\(at): open-time windows are not supported by this build yet" }
-            if w.failover != nil { return "\(at): a failover host is not supported by this build yet" }
-            if w.maxSizeKB != nil { return "\(at): MAXSIZE= is not supported by this build yet" }
-        }
-        if strictRoundRobin { return "SMTP_STRICTLY_ROUND_ROBIN=1 is not supported by this build yet" }
-        if !rateLimits.isEmpty { return "SMTP_RATE_LIMIT is not supported by this build yet" }
-        if !sizeBinsKB.isEmpty { return "SIZE_BINS is not supported by this build yet" }
         return nil
     }
 }

@@ -15,14 +15,17 @@ enum Check {
         }
         print("\(path): OK")
         print("spool: \(config.spoolDirectory)")
+        if !config.sizeBinsKB.isEmpty { print("size bins: " + config.sizeBinsKB.map { "≤\($0) kB" }.joined(separator: ", ") + ", larger") }
         print("MAXBSMTP=\(config.maxBSMTP)  SORT_RECIPIENTS=\(config.sortRecipients.rawValue)  strict round-robin: \(config.strictRoundRobin ? "on" : "off")")
         print("")
-        var rows = [["WORKER", "LINE", "HOST", "FAILOVER", "POOLS", "WINDOWS", "MAXSIZE"]]
+        var rows = [["WORKER", "LINE", "HOST", "FAILOVER", "POOLS", "WINDOWS", "NOW", "MAXSIZE", "ROUND-ROBIN"]]
+        let now = Date()
         for w in config.workers {
             let s = w.settings
             rows.append([String(w.id), "SMTP_FORWARD_\(s.number)", s.relay.description, s.failover?.description ?? "-",
                          s.pools.description, s.windows.isEmpty ? "always" : s.windows.map(\.description).joined(separator: ","),
-                         s.maxSizeKB.map { "\($0) kB" } ?? "-"])
+                         s.isOpen(at: now, calendar: .current) ? "open" : (s.failover == nil ? "closed" : "failover"),
+                         s.maxSizeKB.map { "\($0) kB" } ?? "-", config.roundRobinPlaces(worker: w.id) ?? "-"])
         }
         for line in Status.table(rows, rightAligned: [0]) { print(line) }
         print("")
@@ -38,5 +41,8 @@ enum Check {
         }
         if let problem = config.unsupportedFeature { fail("\(path): \(problem)") }
         for warning in config.warnings { print("warning: \(warning)") }
+        for pool in config.unservedPools(in: Spool(root: config.spoolDirectory)) {
+            print("warning: pool \(pool) holds jobs but no worker serves it")
+        }
     }
 }

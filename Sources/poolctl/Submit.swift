@@ -13,6 +13,9 @@ enum Submit {
         var from: String?
         var to: [String] = []
         var bsmtp = false
+        var list: String?
+        var admin = false
+        var poolGiven = false
         var i = 0
         func value() -> String {
             i += 1
@@ -25,12 +28,21 @@ enum Submit {
                 let v = value()
                 guard v.count == 1, let p = Pool(Character(v)) else { fail("--pool takes one letter A-Z or '-', not '\(v)'", status: 64) }
                 pool = p
+                poolGiven = true
+            case "--list": list = value()
+            case "--admin": admin = true
             case "--from": from = value()
             case "--to": to.append(value())
             case "--bsmtp": bsmtp = true
             default: fail("submit: unknown option '\(arguments[i])'", status: 64)
             }
             i += 1
+        }
+        if let list {
+            if poolGiven { fail("--list chooses the pool; drop --pool", status: 64) }
+            pool = config.pool(forList: list, admin: admin)
+        } else if admin {
+            fail("--admin goes with --list NAME", status: 64)
         }
         let input = FileHandle.standardInput.readDataToEndOfFile()
         let job: [UInt8]

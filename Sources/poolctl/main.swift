@@ -17,6 +17,9 @@ commands:
   submit [--pool P] --from ADDR --to ADDR [--to ADDR...] < message
                              spool a message (RFC 5322 text on standard input) for these
                              recipients; --from '' is the null sender
+  submit --list NAME [--admin] --from ADDR --to ADDR... < message
+                             spool into the list's pool (LIST_POOL_NAME=x,y: postings to x,
+                             administrative mail with --admin to y; else DEFAULT_LIST_POOL)
   submit --bsmtp [--pool P] < job
                              spool a Batch SMTP job after checking it whole
   check                      validate the configuration, print workers and pools

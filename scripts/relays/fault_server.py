@@ -15,6 +15,7 @@ the first BDAT of a transaction), body (while the message is arriving), dot (aft
 final dot / BDAT LAST, before the reply). ACTION is
   drop          close the connection instead of replying
   stall[:SECS]  say nothing for SECS (default 60), then close
+  delay:SECS    say nothing for SECS, then answer normally (a slow relay)
   reply:TEXT    reply TEXT instead (e.g. "452 4.5.3 too many recipients"); a 421 reply
                 closes the connection, and so does any reply in the body phase
   garbage       send "HELLO THIS IS NOT SMTP" instead of the reply, then carry on
@@ -43,7 +44,7 @@ import time
 log = logging.getLogger("fault_server")
 
 PHASES = ("greeting", "ehlo", "mail", "rcpt", "data", "body", "dot")
-ACTIONS = ("drop", "stall", "reply", "garbage")
+ACTIONS = ("drop", "stall", "delay", "reply", "garbage")
 GARBAGE = b"HELLO THIS IS NOT SMTP\r\n"
 LAST_IN_GROUP = {"EHLO", "HELO", "DATA", "NOOP", "QUIT", "VRFY", "EXPN", "TURN",
                  "STARTTLS", "AUTH"}
@@ -312,6 +313,9 @@ class Conn(asyncio.Protocol):
             await asyncio.sleep(secs)
             self.close()
             raise Closed()
+        if f.action == "delay":
+            await asyncio.sleep(float(f.arg) if f.arg else 1.0)
+            return None
         if f.action == "garbage":
             self.write(GARBAGE)
             return ("garbage", None)

@@ -37,8 +37,8 @@ final class SpoolFixture {
     }
 
     /// Runs `poold --drain` in this process and returns when it ends.
-    func drain(timeout: Double = 120) throws {
-        let daemon = Daemon(config: try configuration(), draining: true)
+    func drain(timeout: Double = 120, clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        let daemon = Daemon(config: try configuration(), draining: true, clock: clock)
         try daemon.start()
         let done = DispatchSemaphore(value: 0)
         Thread { _ = daemon.wait(); done.signal() }.start()
@@ -50,8 +50,8 @@ final class SpoolFixture {
     }
 
     /// Starts the daemon (watching the spool) in this process.
-    func start() throws -> RunningDaemon {
-        let daemon = Daemon(config: try configuration(), draining: false)
+    func start(clock: @escaping @Sendable () -> Date = { Date() }) throws -> RunningDaemon {
+        let daemon = Daemon(config: try configuration(), draining: false, clock: clock)
         try daemon.start()
         return RunningDaemon(daemon)
     }
@@ -181,5 +181,23 @@ struct SeededRandom {
     mutating func next() -> UInt64 {
         state = state &* 6364136223846793005 &+ 1442695040888963407
         return state >> 33
+    }
+}
+
+/// A clock a test can move.
+final class TestClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var now: Date
+    init(_ date: Date) { now = date }
+    var date: Date { lock.withLock { now } }
+    func set(_ date: Date) { lock.withLock { now = date } }
+    var function: @Sendable () -> Date { { [self] in date } }
+
+    /// A local time on a given weekday (1 = Sunday … 7 = Saturday) of a fixed week.
+    static func local(weekday: Int, hour: Int, minute: Int) -> Date {
+        var c = DateComponents()
+        c.year = 2026; c.month = 11; c.day = 22 + (weekday - 1)   // 2026-11-22 is a Sunday
+        c.hour = hour; c.minute = minute
+        return Calendar.current.date(from: c)!
     }
 }
