@@ -12,12 +12,17 @@ import SpoolKit
 import Synchronization
 
 final class Daemon: @unchecked Sendable {
-    let config: SiteConfiguration
+    /// The configuration in force (replaced by a reload, under `operations`).
+    var config: SiteConfiguration
     let spool: Spool
     let draining: Bool
     let queue: JobQueue
     let board: StatusBoard
-    private(set) var workers: [Worker] = []
+    var workers: [Worker] = []
+    /// Held by reloads and control commands, so they never overlap.
+    let operations = NSLock()
+    private var control: ControlSocket?
+    var limiter = RateLimiter([])
     private var watcher: SpoolWatcher?
     private let stopping = Atomic<Bool>(false)
     private let started = Date().timeIntervalSince1970
@@ -54,6 +59,11 @@ final class Daemon: @unchecked Sendable {
     func start() throws {
         if let problem = config.unsupportedFeature { throw StartError.refused("\(config.file): \(problem)") }
         do {
+            try checkRelaySecurity(config)
+        } catch {
+            throw StartError.refused("\(error)")
+        }
+        do {
             try spool.prepare()
         } catch {
             throw StartError.refused("cannot prepare the spool \(spool.root): \(error)")
@@ -81,27 +91,52 @@ final class Daemon: @unchecked Sendable {
             }
             thread.start()
         }
-        let sessionSettings = SessionSettings(heloName: config.heloName ?? Daemon.hostName(), timeouts: config.timeouts.smtp)
-        let deliverySettings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
-                                                retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
-        let bounces = BounceReport(spool: spool, reportingMTA: sessionSettings.heloName) { [queue] name, path, size in
-            queue.offer([(name, path, size, nil)])
-        }
-        let limiter = RateLimiter(config.rateLimits)
+        limiter = RateLimiter(config.rateLimits)
         for limit in config.rateLimits {
             Log.info("rate limit: \(Int(limit.bitsPerSecond)) bit/s for \(limit.pools.map { "pools \($0)" } ?? "the whole server")")
         }
-        for spec in config.workers {
-            let delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
-                                       workerID: spec.id, limiter: limiter, clock: { Date().timeIntervalSince1970 })
-            let worker = Worker(spec: spec, queue: queue, board: board, delivery: delivery,
-                                sessionSettings: sessionSettings, draining: draining, clock: clock, calendar: calendar,
-                                daemonStopping: { [unowned self] in self.stopping.load(ordering: .relaxed) })
-            Log.info("worker \(spec.id): \(Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id)))")
-            workers.append(worker)
-        }
+        workers = try config.workers.map { try makeWorker($0, config: config) }
         for worker in workers { worker.start() }
+        if !draining { try startControlSocket() }
         writeStatus()
+    }
+
+    /// A worker for `spec` under `config` (at start, and for lines a reload changed).
+    func makeWorker(_ spec: WorkerSpec, config: SiteConfiguration) throws -> Worker {
+        let baseSettings = SessionSettings(heloName: config.heloName ?? Daemon.hostName(), timeouts: config.timeouts.smtp)
+        let bounces = BounceReport(spool: spool, reportingMTA: baseSettings.heloName) { [queue] name, path, size in
+            queue.offer([(name, path, size, nil)])
+        }
+        let deliverySettings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
+                                                retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
+        let delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
+                                   workerID: spec.id, limiter: limiter, clock: { Date().timeIntervalSince1970 })
+        let workerSettings: SessionSettings
+        do {
+            workerSettings = try sessionSettings(for: spec.settings, base: baseSettings)
+        } catch {
+            throw StartError.refused("\(error)")
+        }
+        Log.info("worker \(spec.id): \(Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id)))")
+        return Worker(spec: spec, queue: queue, board: board, delivery: delivery,
+                      sessionSettings: workerSettings, draining: draining, clock: clock, calendar: calendar,
+                      daemonStopping: { [unowned self] in self.stopping.load(ordering: .relaxed) })
+    }
+
+    private func startControlSocket() throws {
+        let path = config.controlSocket ?? spool.root + "/.poold.sock"
+        let socket: ControlSocket
+        do {
+            socket = try ControlSocket(path: path)
+        } catch {
+            throw StartError.refused("control socket: \(error)")
+        }
+        control = socket
+        let thread = Thread { [self] in
+            Thread.current.name = "control"
+            socket.run { line, peer in self.command(line, peer: peer) }
+        }
+        thread.start()
     }
 
     /// Offers jobs seen in the spool directory to the index (new ones only).
@@ -172,8 +207,14 @@ final class Daemon: @unchecked Sendable {
             }
         }
         statusThread.start()
-        for worker in workers { worker.join() }
+        // A reload may replace workers while we wait: join until none is left running.
+        while true {
+            let current = operations.withLock { workers }
+            for worker in current { worker.join() }
+            if operations.withLock({ workers.map(ObjectIdentifier.init) }) == current.map(ObjectIdentifier.init) { break }
+        }
         stopping.store(true, ordering: .relaxed)
+        control?.stop()
         watcher?.stop()
         queue.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
@@ -183,11 +224,13 @@ final class Daemon: @unchecked Sendable {
         return 0
     }
 
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
     /// SIGTERM/SIGINT: finish the transactions in hand, then stop.
     func shutdown() {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         Log.notice("stopping: finishing the transactions in hand")
-        for worker in workers { worker.stop() }
+        for worker in operations.withLock({ workers }) { worker.stop() }
         queue.stop()
         watcher?.stop()
     }

@@ -32,6 +32,7 @@ struct FIFO<Element> {
     mutating func pushFront(_ e: Element) {
         if head > 0 { head -= 1; items[head] = e } else { items.insert(e, at: 0) }
     }
+    var all: ArraySlice<Element> { items[head...] }
     mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let e = items[head]
@@ -61,8 +62,10 @@ final class JobQueue: @unchecked Sendable {
     private var laneTotals: [Pool: (jobs: Int, bytes: Int64)] = [:]
     private var sequence: UInt64 = 0
     private var stopping = false
+    /// Pools on hold (`poolctl hold POOL`): nobody takes their jobs until released.
+    private var heldPools = PoolSet.none
     private let draining: Bool
-    let policy: DispatchPolicy
+    private(set) var policy: DispatchPolicy
     private let clock: @Sendable () -> Double
 
     init(policy: DispatchPolicy, draining: Bool, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
@@ -142,7 +145,7 @@ final class JobQueue: @unchecked Sendable {
     private func pick(worker: Int, pools: PoolSet, now: Double) -> (Pool, Lane)? {
         let maxClass = policy.maxClass[worker]
         var best: (Pool, Lane, priority: Int, sequence: UInt64)?
-        for (pool, poolLanes) in lanes where pools.contains(pool) {
+        for (pool, poolLanes) in lanes where pools.contains(pool) && !heldPools.contains(pool) {
             var poolBest: (Lane, priority: Int, sequence: UInt64)?
             for (lane, fifo) in poolLanes {
                 guard let head = fifo.first else { continue }
@@ -223,6 +226,76 @@ final class JobQueue: @unchecked Sendable {
             condition.broadcast()
         }
     }
+
+    /// A new configuration: earmarks and size classes are computed again for every job.
+    func replacePolicy(_ newPolicy: DispatchPolicy) {
+        locked {
+            policy = newPolicy
+            let jobs = lanes.values.flatMap { $0.values.flatMap { Array($0.all) } }.sorted { $0.sequence < $1.sequence }
+            lanes = [:]
+            laneTotals = [:]
+            for var job in jobs {
+                job.earmark = policy.earmark(job.name)
+                job.sizeClass = policy.sizeClass(job.size)
+                enqueue(job)
+            }
+            timetable = timetable.map { entry in
+                var job = entry.job
+                job.earmark = policy.earmark(job.name)
+                job.sizeClass = policy.sizeClass(job.size)
+                return (entry.due, job)
+            }
+            condition.broadcast()
+        }
+    }
+
+    /// Deferred jobs become due now (`poolctl flush`); returns how many.
+    func flushDeferred() -> Int {
+        locked {
+            let n = timetable.count
+            for entry in timetable { enqueue(entry.job) }
+            timetable.removeAll()
+            condition.broadcast()
+            return n
+        }
+    }
+
+    func hold(pool: Pool) { locked { heldPools.insert(pool) } }
+    func release(pool: Pool) {
+        locked {
+            var pools = PoolSet.none
+            for p in heldPools.members where p != pool { pools.insert(p) }
+            heldPools = pools
+            condition.broadcast()
+        }
+    }
+    var heldPoolSet: PoolSet { locked { heldPools } }
+
+    /// Takes a queued (not in hand) job out of the index, for `poolctl hold JOB`.
+    func remove(named name: String) -> QueuedJob? {
+        locked {
+            for (pool, poolLanes) in lanes {
+                for (lane, fifo) in poolLanes {
+                    guard let job = fifo.all.first(where: { $0.name.fileName == name }) else { continue }
+                    var kept = FIFO<QueuedJob>()
+                    for j in fifo.all where j.path != job.path { kept.append(j) }
+                    lanes[pool]![lane] = kept
+                    let total = laneTotals[pool]!
+                    laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
+                    known.remove(job.path)
+                    return job
+                }
+            }
+            if let i = timetable.firstIndex(where: { $0.job.name.fileName == name }) {
+                let job = timetable.remove(at: i).job
+                known.remove(job.path)
+                return job
+            }
+            return nil
+        }
+    }
+
+    func isInHand(named name: String) -> Bool { locked { inHand.values.contains { $0.name.fileName == name } } }
 
     func stop() {
         locked {

@@ -17,6 +17,18 @@ final class StatusBoard: Sendable {
         workers = Mutex(map)
     }
 
+    /// After a reload: entries for the new workers; kept ones keep their counters.
+    func replace(with specs: [WorkerSpec], keeping kept: Set<Int>) {
+        workers.withLock { map in
+            var next: [Int: WorkerStatus] = [:]
+            for spec in specs {
+                next[spec.id] = kept.contains(spec.id) ? map[spec.id]
+                    : WorkerStatus(id: spec.id, host: spec.settings.relay.description, pools: spec.settings.pools.description, state: .idle)
+            }
+            map = next
+        }
+    }
+
     func update(_ id: Int, _ change: (inout WorkerStatus) -> Void) {
         workers.withLock { map in
             if var status = map[id] {

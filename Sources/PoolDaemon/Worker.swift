@@ -23,6 +23,7 @@ final class Worker: @unchecked Sendable {
     /// The daemon is stopping (checked between transactions).
     let daemonStopping: @Sendable () -> Bool
     private let stopping = Atomic<Bool>(false)
+    private let paused = Atomic<Bool>(false)
     private let done = NSCondition()
     private var finished = false
 
@@ -71,6 +72,12 @@ final class Worker: @unchecked Sendable {
     func stop() { stopping.store(true, ordering: .relaxed) }
     var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
+    /// `poolctl pause N`: the transaction in hand ends, then the worker takes nothing
+    /// until resumed (strict round-robin passes its jobs on, as for a dead worker).
+    func pause() { paused.store(true, ordering: .relaxed) }
+    func resume() { paused.store(false, ordering: .relaxed) }
+    var isPaused: Bool { paused.load(ordering: .relaxed) }
+
     func join() {
         done.lock()
         while !finished { done.wait() }
@@ -83,6 +90,13 @@ final class Worker: @unchecked Sendable {
         let primary = Route(spec.settings.relay, settings: sessionSettings)
         let failover = spec.settings.failover.map { Route($0, settings: sessionSettings) }
         while !isStopping {
+            if isPaused {
+                queue.setAvailable(spec.id, false)
+                board.update(spec.id) { $0.state = .paused; $0.job = nil }
+                if draining { break }
+                Thread.sleep(forTimeInterval: 0.2)
+                continue
+            }
             let now = clock().timeIntervalSince1970
             let open = isOpenNow
             let routes = [open ? primary : nil, failover].compactMap { $0 }
@@ -98,7 +112,7 @@ final class Worker: @unchecked Sendable {
             queue.setAvailable(spec.id, true)
             board.update(spec.id) { if $0.state != .idle { $0.state = .idle; $0.lastError = nil } }
             let job: QueuedJob
-            switch queue.take(worker: spec.id, serving: spec.settings.pools, keepWaiting: { !isStopping && isOpenNow == open }) {
+            switch queue.take(worker: spec.id, serving: spec.settings.pools, keepWaiting: { !isStopping && !isPaused && isOpenNow == open }) {
             case .job(let taken): job = taken
             case .finished: return finish(primary, failover)
             case .recheck: continue
@@ -125,7 +139,7 @@ final class Worker: @unchecked Sendable {
             board.update(spec.id) { $0.peer = chosen.session.peer }
             let onPrimary = chosen === primary
             let result = delivery.attempt(job, session: chosen.session, reconnect: { connect(chosen) }, shouldStop: {
-                isStopping || daemonStopping() || (onPrimary && !isOpenNow)
+                isStopping || isPaused || daemonStopping() || (onPrimary && !isOpenNow)
             })
             settle(job, result)
         }

@@ -82,4 +82,9 @@ for number in [SIGTERM, SIGINT] {
     source.resume()
     signalSources.append(source)
 }
+signal(SIGHUP, SIG_IGN)
+let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+hangup.setEventHandler { @Sendable in daemon.reload() }
+hangup.resume()
+signalSources.append(hangup)
 exit(daemon.wait())

@@ -10,6 +10,7 @@ public struct Spool: Sendable {
     public let root: String
     public var badDirectory: String { root + "/bad" }
     public var deferredDirectory: String { root + "/deferred" }
+    public var holdDirectory: String { root + "/hold" }
     public var stateDirectory: String { root + "/.state" }
     public var lockPath: String { root + "/.poold.lock" }
     public var statusPath: String { stateDirectory + "/status.json" }
@@ -27,6 +28,7 @@ public struct Spool: Sendable {
         }
         try FileSystem.makeDirectory(badDirectory)
         try FileSystem.makeDirectory(deferredDirectory)
+        try FileSystem.makeDirectory(holdDirectory)
         try FileSystem.makeDirectory(stateDirectory, mode: 0o700)
     }
 
@@ -60,6 +62,24 @@ public struct Spool: Sendable {
         try FileSystem.rename(path, target)
         try FileSystem.syncDirectory(deferredDirectory)
         try FileSystem.syncDirectory(directory(of: path))
+        return target
+    }
+
+    /// Moves a job to `hold/` (`poolctl hold`); its journal stays valid (same inode).
+    public func hold(path: String, name: String) throws {
+        try FileSystem.rename(path, holdDirectory + "/" + name)
+        try FileSystem.syncDirectory(holdDirectory)
+        try FileSystem.syncDirectory(directory(of: path))
+    }
+
+    /// Moves a held job (or a fixed bad one) back into the spool without replacing a job
+    /// of the same name; returns its path there.
+    public func bringBack(from directory: String, name: String) throws -> String {
+        let target = root + "/" + name
+        try FileSystem.link(directory + "/" + name, target)
+        try FileSystem.unlink(directory + "/" + name)
+        try FileSystem.syncDirectory(root)
+        try FileSystem.syncDirectory(directory)
         return target
     }
 

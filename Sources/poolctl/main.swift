@@ -23,6 +23,14 @@ commands:
   submit --bsmtp [--pool P] < job
                              spool a Batch SMTP job after checking it whole
   check                      validate the configuration, print workers and pools
+  show JOB                   a job's place, envelope and each recipient's state
+  requeue JOB                put a fixed job from bad/ back into the spool
+  pause N | resume N         stop / restart worker N (after the transaction in hand)
+  hold JOB|POOL              keep a job (moved to hold/) or a pool's jobs from delivery
+  release JOB|POOL           undo hold
+  flush                      make every deferred job due now
+  reload                     re-read the configuration (as SIGHUP does)
+  stop                       finish the transactions in hand and exit (as SIGTERM does)
 
 The configuration is FILE, else $POOLD_CONFIG, else /etc/poold/poold.cfg.
 submit prints the new job's file name as its last line.
@@ -64,5 +72,16 @@ switch command {
 case "status": Status.run(loadConfiguration(configPath), arguments)
 case "submit": Submit.run(loadConfiguration(configPath), arguments)
 case "check": Check.run(configPath)
+case "flush", "reload", "stop":
+    Control.send(loadConfiguration(configPath), [command])
+case "pause", "resume", "hold", "release":
+    guard arguments.count == 1 else { fail("\(command) takes one argument", status: 64) }
+    Control.send(loadConfiguration(configPath), [command, arguments[0]])
+case "show":
+    guard arguments.count == 1 else { fail("show takes a job name", status: 64) }
+    Control.show(loadConfiguration(configPath), arguments[0])
+case "requeue":
+    guard arguments.count == 1 else { fail("requeue takes a job name", status: 64) }
+    Control.requeue(loadConfiguration(configPath), arguments[0])
 default: fail("unknown command '\(command)'\n\(usage)", status: 64)
 }

@@ -1,0 +1,140 @@
+// Steering a running poold: SIGHUP adds and removes workers while mail flows and loses
+// nothing; a bad new configuration is refused and the old one kept; the control socket
+// pauses and resumes workers, holds and releases jobs, and refuses a stranger.
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+import Foundation
+import XCTest
+import SpoolKit
+
+final class ControlTests: XCTestCase {
+    func poolctl(_ fixture: SpoolFixture, _ arguments: [String], asUser uid: Int? = nil) throws -> (status: Int32, out: String, err: String) {
+        let process = Process()
+        let binary = try TestTools.binDirectory + "/poolctl"
+        if let uid {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", binary, "--config", fixture.configPath] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["--config", fixture.configPath] + arguments
+        }
+        let output = Pipe(), error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+
+    func startPoold(_ fixture: SpoolFixture) throws -> ChildProcess {
+        let child = try ChildProcess("poold", executable: try TestTools.binDirectory + "/poold", arguments: ["--config", fixture.configPath],
+                                     logTo: fixture.directory + "/poold.log")
+        XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: fixture.spoolDirectory + "/.poold.sock") }, child.output)
+        return child
+    }
+
+    func testAReloadAddsAndRemovesWorkersWhileMailFlowsAndLosesNothing() throws {
+        let fixture = try SpoolFixture("reload")
+        let first = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--fault", "dot:delay:0.02", "--fault-repeat"], label: "first")
+        let second = try RecordingRelay(in: fixture.directory, arguments: ["--pipelining"], label: "second")
+        defer { first.stop(); second.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(first.port)"])
+        let jobs = GeneratedJobs.mixed(count: 150, seed: 5)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        let poold = try startPoold(fixture)
+        XCTAssertTrue(eventually(timeout: 10) { ((try? first.records()) ?? []).count >= 5 })
+        // Worker 1 now goes to the second relay and two more workers join.
+        try fixture.configure(["SMTP_FORWARD_1=3*127.0.0.1:\(second.port)"])
+        kill(poold.pid, SIGHUP)
+        XCTAssertTrue(eventually(timeout: 60) { fixture.jobsLeft().isEmpty }, "left: \(fixture.jobsLeft().count)")
+        XCTAssertTrue(poold.output.contains("reloaded"), poold.output.suffix(2000).description)
+        let firstCount = try first.records().count
+        usleep(300_000)
+        XCTAssertEqual(try first.records().count, firstCount, "the removed line stopped sending")
+        XCTAssertGreaterThan(try second.records().count, 0)
+        kill(poold.pid, SIGTERM)
+        XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+        var seen: [GeneratedJobs.Expected: Int] = [:]
+        for r in try first.records() + second.records() {
+            guard let tag = GeneratedJobs.tag(of: r.data) else { continue }
+            for rcpt in r.rcpt_tos { seen[.init(tag: tag, recipient: rcpt), default: 0] += 1 }
+        }
+        XCTAssertEqual(jobs.deliveries.filter { seen[$0] == nil }.count, 0, "lost")
+        XCTAssertEqual(seen.values.filter { $0 > 1 }.count, 0, "sent twice")
+    }
+
+    func testABadNewConfigurationIsRefusedAndTheOldOneKept() throws {
+        let fixture = try SpoolFixture("badreload")
+        let relay = try RecordingRelay(in: fixture.directory)
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)"])
+        let poold = try startPoold(fixture)
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "MAXBSMTP=lots"])
+        let answer = try poolctl(fixture, ["reload"])
+        XCTAssertEqual(answer.status, 78, "poolctl checks the file first")
+        XCTAssertTrue(answer.err.contains("poold.cfg:3: MAXBSMTP"), answer.err)
+        kill(poold.pid, SIGHUP)
+        XCTAssertTrue(eventually(timeout: 5) { poold.output.contains("reload refused, keeping the configuration in force") }, poold.output)
+        try fixture.drop("A1.MAIL", JobWriter.bsmtp(message: Array("Subject: x\r\n\r\ny\r\n".utf8), from: "a@b.org", to: ["c@d.org"]))
+        XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 1 }, "the old configuration stopped working")
+        kill(poold.pid, SIGTERM)
+        XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+    }
+
+    func testPauseResumeHoldReleaseAndFlushThroughTheControlSocket() throws {
+        let fixture = try SpoolFixture("control")
+        let relay = try RecordingRelay(in: fixture.directory, arguments: ["--pipelining"])
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)"])
+        let poold = try startPoold(fixture)
+        XCTAssertEqual(try poolctl(fixture, ["pause", "1"]).status, 0)
+        XCTAssertTrue(eventually(timeout: 5) {
+            (try? self.poolctl(fixture, ["status", "--json"])).flatMap { StatusSnapshot.decode(Array($0.out.utf8)) }?.workers.first?.state == .paused
+        })
+        let message = Array("Subject: x\r\n\r\ny\r\n".utf8)
+        try fixture.drop("A1.MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["one@d.org"]))
+        try fixture.drop("A2.MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["two@d.org"]))
+        usleep(800_000)
+        XCTAssertEqual(try relay.records().count, 0, "a paused worker sent mail")
+        let hold = try poolctl(fixture, ["hold", "A2.MAIL"])
+        XCTAssertEqual(hold.status, 0, hold.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: fixture.spoolDirectory + "/hold/A2.MAIL"))
+        let show = try poolctl(fixture, ["show", "A2.MAIL"])
+        XCTAssertTrue(show.out.contains("held") && show.out.contains("<two@d.org>  waiting"), show.out)
+        XCTAssertEqual(try poolctl(fixture, ["resume", "1"]).status, 0)
+        XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 1 })
+        usleep(300_000)
+        XCTAssertEqual(try relay.records().flatMap(\.rcpt_tos), ["one@d.org"], "the held job stayed")
+        XCTAssertEqual(try poolctl(fixture, ["release", "A2.MAIL"]).status, 0)
+        XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 2 })
+        let flush = try poolctl(fixture, ["flush"])
+        XCTAssertEqual(flush.status, 0)
+        XCTAssertTrue(flush.out.contains("0 deferred"), flush.out)
+        XCTAssertNotEqual(try poolctl(fixture, ["pause", "9"]).status, 0, "no worker 9")
+        XCTAssertEqual(try poolctl(fixture, ["stop"]).status, 0)
+        XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+    }
+
+    func testTheControlSocketRefusesAPeerWithoutPermission() throws {
+        let fixture = try SpoolFixture("peercred")
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(freePort())"])
+        chmod(fixture.directory, 0o755)
+        let poold = try startPoold(fixture)
+        let socket = fixture.spoolDirectory + "/.poold.sock"
+        let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o660)
+        // The file mode keeps strangers out; open it up to reach the SO_PEERCRED check.
+        chmod(socket, 0o666)
+        let stranger = try poolctl(fixture, ["pause", "1"], asUser: 65534)
+        XCTAssertNotEqual(stranger.status, 0)
+        XCTAssertTrue(stranger.err.contains("permission denied for uid 65534"), stranger.err)
+        XCTAssertTrue(poold.output.contains("control: refused uid 65534"), poold.output)
+        kill(poold.pid, SIGTERM)
+        XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+    }
+}
