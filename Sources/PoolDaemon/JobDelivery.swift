@@ -60,8 +60,9 @@ struct JobDelivery {
             return AttemptResult(disposition: .vanished)
         }
         let parsed: BSMTPJob
+        let bytes: [UInt8]?
         do {
-            parsed = try BSMTPReader.read(path: path)
+            (parsed, bytes) = try BSMTPReader.load(path: path)
         } catch let error as BSMTPError {
             return quarantine(job, reason: error.description)
         } catch {
@@ -109,7 +110,7 @@ struct JobDelivery {
             let envelope = Envelope(
                 sender: tx.sender, senderParameters: tx.senderParameters,
                 recipients: chunk.members.map { EnvelopeRecipient(address: tx.recipients[$0].address, parameters: tx.recipients[$0].parameters) })
-            let reader = MessageReader(path: path, transaction: tx)
+            let reader = MessageReader(path: path, transaction: tx, bytes: bytes)
             let outcomes: [RecipientOutcome]
             if limiter.isActive {
                 // The envelope's commands count too (roughly: each line as written).

@@ -33,7 +33,10 @@ enum Log {
             }
         }
         // One write(2) per line keeps lines from different threads whole.
-        let line = Array((prefix + message.replacingOccurrences(of: "\n", with: " ") + "\n").utf8)
+        var line = Array(prefix.utf8)
+        line.reserveCapacity(prefix.utf8.count + message.utf8.count + 1)
+        for byte in message.utf8 { line.append(byte == 10 ? 32 : byte) }
+        line.append(10)
         line.withUnsafeBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

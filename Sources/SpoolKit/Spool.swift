@@ -83,10 +83,12 @@ public struct Spool: Sendable {
         return target
     }
 
-    /// Removes a finished job, durably, then its journal.
+    /// Removes a finished job, then its journal. The directory is not fsynced: after a
+    /// power loss a finished job may come back and be sent again (a duplicate, never a
+    /// loss), and the daemon saves an fsync per job, which on a busy spool is most of its
+    /// disk time. Postfix removes its queue files the same way.
     public func finish(path: String, journal: String?) throws {
         try FileSystem.unlink(path, missingOK: true)
-        try FileSystem.syncDirectory(directory(of: path))
         if let journal { try FileSystem.unlink(journal, missingOK: true) }
     }
 

@@ -5,7 +5,7 @@
 import Foundation
 
 public struct WorkerStatus: Codable, Sendable, Equatable {
-    public enum State: String, Codable, Sendable { case idle, busy, closed, down, paused, stopped }
+    public enum State: String, Codable, Sendable, CaseIterable { case idle, busy, closed, down, paused, stopped }
     public var id: Int
     public var host: String
     public var pools: String
@@ -21,6 +21,10 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var quarantined = 0
     public var connections = 0
     public var connectionFailures = 0
+    /// Jobs finished: every recipient decided (delivered or failed for good), or moved to bad/.
+    public var jobs = 0
+    /// Message bytes sent to the relay (DATA/BDAT payload).
+    public var bytes: Int64 = 0
     public var lastError: String?
 
     public init(id: Int, host: String, pools: String, state: State) {
@@ -33,7 +37,30 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, host, pools, state, job, since, peer, pipelining, delivered, deferred, failed, quarantined, connections
         case connectionFailures = "connection_failures"
+        case jobs, bytes
         case lastError = "last_error"
+    }
+
+    /// Counters missing from the JSON (written by an older daemon) read as 0.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(Int.self, forKey: .id)
+        host = try c.decode(String.self, forKey: .host)
+        pools = try c.decode(String.self, forKey: .pools)
+        state = try c.decode(State.self, forKey: .state)
+        job = try c.decodeIfPresent(String.self, forKey: .job)
+        since = try c.decodeIfPresent(Double.self, forKey: .since)
+        peer = try c.decodeIfPresent(String.self, forKey: .peer)
+        pipelining = try c.decodeIfPresent(Bool.self, forKey: .pipelining)
+        delivered = try c.decodeIfPresent(Int.self, forKey: .delivered) ?? 0
+        deferred = try c.decodeIfPresent(Int.self, forKey: .deferred) ?? 0
+        failed = try c.decodeIfPresent(Int.self, forKey: .failed) ?? 0
+        quarantined = try c.decodeIfPresent(Int.self, forKey: .quarantined) ?? 0
+        connections = try c.decodeIfPresent(Int.self, forKey: .connections) ?? 0
+        connectionFailures = try c.decodeIfPresent(Int.self, forKey: .connectionFailures) ?? 0
+        jobs = try c.decodeIfPresent(Int.self, forKey: .jobs) ?? 0
+        bytes = try c.decodeIfPresent(Int64.self, forKey: .bytes) ?? 0
+        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
     }
 }
 

@@ -35,6 +35,12 @@ final class BSMTPReaderTests: XCTestCase {
         try MessageReader(path: path, transaction: job.transactions[0]).stream { wire += $0 }
         XCTAssertEqual(String(decoding: wire, as: UTF8.self), "line one\r\n..dot\r\nbare\rcr\r\n\r\n")
         XCTAssertEqual(Int64(wire.count), job.transactions[0].wireSize)
+        // A small job is read once and sent from memory: the same bytes.
+        let (loaded, bytes) = try BSMTPReader.load(path: path)
+        XCTAssertNotNil(bytes)
+        var fromMemory: [UInt8] = []
+        try MessageReader(path: path, transaction: loaded.transactions[0], bytes: bytes).stream { fromMemory += $0 }
+        XCTAssertEqual(fromMemory, wire)
     }
 
     /// Every kind of malformed job, with the line the error must name.

@@ -13,12 +13,33 @@ public enum BSMTPReader {
     public static let maxEnvelopeLineLength = 2048
     static let chunkSize = 65536
 
+    /// Jobs up to this size are read into memory once and sent from there.
+    public static let inMemoryLimit: Int64 = 256 * 1024
+
     /// Reads and checks the job at `path`. Throws `BSMTPError` for a bad file and
     /// `SystemError` when it cannot be read.
     public static func read(path: String) throws -> BSMTPJob {
+        try load(path: path).job
+    }
+
+    /// Reads and checks the job at `path`; a small job's bytes come back too, so that its
+    /// messages can be sent without reading the file again.
+    public static func load(path: String) throws -> (job: BSMTPJob, bytes: [UInt8]?) {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
-        return try read(fd)
+        let size = try fd.status().size
+        if size <= inMemoryLimit {
+            var bytes = [UInt8](repeating: 0, count: Int(size))
+            var offset = 0
+            while offset < bytes.count {
+                let n = try bytes.withUnsafeMutableBytes { try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[offset...]), at: Int64(offset)) }
+                if n == 0 { break }
+                offset += n
+            }
+            if offset < bytes.count { bytes.removeSubrange(offset...) }
+            return (try parse(bytes), bytes)
+        }
+        return (try read(fd), nil)
     }
 
     public static func read(_ fd: FileDescriptor) throws -> BSMTPJob {

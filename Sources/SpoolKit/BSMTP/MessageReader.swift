@@ -12,18 +12,22 @@ public struct MessageReader {
     public let start: Int64
     public let end: Int64
     public let wireSize: Int64
+    /// The whole job, when it was small enough to be read once (`BSMTPReader.load`).
+    public let bytes: [UInt8]?
 
-    public init(path: String, transaction: Transaction) {
+    public init(path: String, transaction: Transaction, bytes: [UInt8]? = nil) {
         self.path = path
         self.start = transaction.messageStart
         self.end = transaction.messageEnd
         self.wireSize = transaction.wireSize
+        self.bytes = bytes
     }
 
     /// Calls `sink` with successive pieces of the wire form; the pieces together are
     /// exactly `wireSize` bytes. Throws `SystemError` if the file cannot be read or
     /// changed under us.
     public func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if let bytes { return try streamFromMemory(bytes, sink) }
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
         let chunk = BSMTPReader.chunkSize
@@ -69,5 +73,36 @@ public struct MessageReader {
             offset += Int64(n)
         }
         if produced != wireSize { throw SystemError("read", path: path, errno: EIO) }
+    }
+
+    /// The same transformation from the bytes in memory: runs without a LF go out as they
+    /// are; a LF without its CR gets one.
+    private func streamFromMemory(_ bytes: [UInt8], _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try bytes.withUnsafeBytes { raw in
+            let base = raw.baseAddress!
+            var runStart = Int(start)
+            var i = Int(start)
+            let end = Int(self.end)
+            var produced: Int64 = 0
+            var crlf: (UInt8, UInt8) = (13, 10)
+            while i < end {
+                guard let lf = memchr(base + i, 10, end - i) else { break }
+                let at = base.distance(to: UnsafeRawPointer(lf))
+                if at == i || raw[at - 1] != 13 {
+                    // Send up to the LF, then CRLF in its place.
+                    let run = UnsafeRawBufferPointer(rebasing: raw[runStart..<at])
+                    if !run.isEmpty { try sink(run) }
+                    try withUnsafeBytes(of: &crlf) { try sink($0) }
+                    produced += Int64(run.count + 2)
+                    runStart = at + 1
+                }
+                i = at + 1
+            }
+            if runStart < end {
+                try sink(UnsafeRawBufferPointer(rebasing: raw[runStart..<end]))
+                produced += Int64(end - runStart)
+            }
+            if produced != wireSize { throw SystemError("read", path: path, errno: EIO) }
+        }
     }
 }
