@@ -127,3 +127,35 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try sink.messages().flatMap(\.recipients).sorted(), ["c@d.org", "e@d.org"])
     }
 }
+
+final class PrivilegeTests: XCTestCase {
+    func testStartedAsRootWithRunAsPooldDropsToThatUserAndStillDelivers() throws {
+        guard geteuid() == 0 else { return XCTFail("dropping privileges needs root: run the suite as root (CI does)") }
+        let fixture = try SpoolFixture("runas")
+        let relay = try RecordingRelay(in: fixture.directory)
+        defer { relay.stop() }
+        chmod(fixture.directory, 0o755)
+        chown(fixture.spoolDirectory, 65534, 65534)
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "RUN_AS=nobody"])
+        try fixture.drop("A1.MAIL", JobWriter.bsmtp(message: Array("Subject: x\r\n\r\ny\r\n".utf8), from: "a@b.org", to: ["c@d.org"]))
+        chown(fixture.spoolDirectory + "/A1.MAIL", 65534, 65534)
+        let poold = try ChildProcess("poold", executable: try TestTools.binDirectory + "/poold", arguments: ["--config", fixture.configPath],
+                                     logTo: fixture.directory + "/poold.log")
+        XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 1 }, poold.output)
+        XCTAssertTrue(poold.output.contains("running as nobody (uid 65534"), poold.output)
+        let status = try String(contentsOfFile: "/proc/\(poold.pid)/status", encoding: .utf8)
+        XCTAssertTrue(status.contains("Uid:\t65534\t65534\t65534\t65534"), status)
+        kill(poold.pid, SIGTERM)
+        XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+    }
+
+    func testStartedAsRootWithoutRunAsItWarns() throws {
+        guard geteuid() == 0 else { return XCTFail("this test needs root: run the suite as root (CI does)") }
+        let fixture = try SpoolFixture("root")
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(freePort())"])
+        let poold = try ChildProcess("poold", executable: try TestTools.binDirectory + "/poold", arguments: ["--config", fixture.configPath, "--drain"],
+                                     logTo: fixture.directory + "/poold.log")
+        XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+        XCTAssertTrue(poold.output.contains("running as root: set RUN_AS=user"), poold.output)
+    }
+}

@@ -93,7 +93,8 @@ final class OutcomeTests: XCTestCase {
     }
 
     func testA421OrGarbageDefersEverythingAndLosesNothing() throws {
-        for fault in ["mail:reply:421 4.3.2 shutting down", "rcpt:reply:421 4.3.2 bye", "dot:reply:421 4.3.2 bye", "greeting:reply:421 4.3.2 busy", "rcpt:garbage", "data:garbage"] {
+        for fault in ["mail:reply:421 4.3.2 shutting down", "rcpt:reply:421 4.3.2 bye", "dot:reply:421 4.3.2 bye", "greeting:reply:421 4.3.2 busy",
+                      "rcpt:garbage", "data:garbage", "dot:garbage", "rcpt:drop", "data:drop", "mail:drop"] {
             let fixture = try SpoolFixture("421")
             let relay = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--fault", fault])
             defer { relay.stop() }
@@ -110,12 +111,12 @@ final class OutcomeTests: XCTestCase {
     }
 
     func testAStalledRelayMeetsTheDeadlineAndTheJobIsDeferred() throws {
-        for fault in ["rcpt:stall:30", "dot:stall:30", "greeting:stall:30"] {
+        for fault in ["greeting:stall:30", "ehlo:stall:30", "mail:stall:30", "rcpt:stall:30", "data:stall:30", "dot:stall:30"] {
             let fixture = try SpoolFixture("stall")
             let relay = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--fault", fault])
             defer { relay.stop() }
             try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "SMTP_COMMAND_TIMEOUT=1s",
-                                   "SMTP_GREETING_TIMEOUT=1s", "SMTP_DATA_DONE_TIMEOUT=1s"])
+                                   "SMTP_GREETING_TIMEOUT=1s", "SMTP_DATA_INIT_TIMEOUT=1s", "SMTP_DATA_DONE_TIMEOUT=1s"])
             try fixture.drop("A1.MAIL", job(from: "o@example.org", to: ["a@example.com"]))
             let started = Date()
             try fixture.drain(timeout: 20)
