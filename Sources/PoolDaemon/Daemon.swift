@@ -96,9 +96,31 @@ final class Daemon: @unchecked Sendable {
             Log.info("rate limit: \(Int(limit.bitsPerSecond)) bit/s for \(limit.pools.map { "pools \($0)" } ?? "the whole server")")
         }
         workers = try config.workers.map { try makeWorker($0, config: config) }
-        for worker in workers { worker.start() }
         if !draining { try startControlSocket() }
+        try dropPrivilegesIfAsked()
+        for worker in workers { worker.start() }
         writeStatus()
+    }
+
+    /// RUN_AS: everything root was needed for is open by now (the lock, inotify, the
+    /// control socket); hand the spool's daemon places over and become that user.
+    private func dropPrivilegesIfAsked() throws {
+        guard geteuid() == 0 else {
+            if let user = config.runAs { Log.info("RUN_AS=\(user) ignored: not started as root") }
+            return
+        }
+        guard let user = config.runAs else {
+            Log.warning("running as root: set RUN_AS=user in \(config.file) so that poold drops its privileges")
+            return
+        }
+        do {
+            let account = try Privileges.account(user)
+            try Privileges.handOver(spool, extra: control.map { [$0.path] } ?? [], to: account)
+            try Privileges.drop(to: account, spool: spool)
+            Log.notice("running as \(user) (uid \(account.uid), gid \(account.gid))")
+        } catch {
+            throw StartError.refused("\(error)")
+        }
     }
 
     /// A worker for `spec` under `config` (at start, and for lines a reload changed).
