@@ -1,6 +1,8 @@
 // swift-tools-version: 6.1
 // poold: an outbound delivery daemon for mailing-list servers. No package dependencies
-// (the user's requirement): the toolchain's own modules only.
+// (the user's requirement): the toolchain's own modules only, plus the system's OpenSSL
+// (libssl-dev) behind the trait `TLS`, on by default. `swift build --disable-default-traits`
+// builds without it: sessions that ask for TLS then fail with "built without TLS".
 import PackageDescription
 
 let package = Package(
@@ -11,9 +13,15 @@ let package = Package(
         .library(name: "SpoolKit", targets: ["SpoolKit"]),
         .library(name: "SMTPClient", targets: ["SMTPClient"]),
     ],
+    traits: [
+        .trait(name: "TLS", description: "STARTTLS, SMTPS and certificate verification through the system's OpenSSL"),
+        .default(enabledTraits: ["TLS"]),
+    ],
     targets: [
         .target(name: "SpoolKit"),
-        .target(name: "SMTPClient"),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "SMTPClient",
+                dependencies: [.target(name: "COpenSSL", condition: .when(traits: ["TLS"]))]),
         .executableTarget(name: "PoolDaemon", dependencies: ["SpoolKit", "SMTPClient"]),
         .executableTarget(name: "poolctl", dependencies: ["SpoolKit"]),
         .testTarget(name: "SpoolKitTests", dependencies: ["SpoolKit"]),

@@ -74,6 +74,8 @@ extension Daemon {
 
     private func reloadLocked() -> String {
         if isStopping { return "ERR stopping; not reloading" }
+        notifier.reloading()
+        defer { notifier.ready(status: board.snapshot(queue: queue, spool: spool, started: 0).systemdStatus) }
         let new: SiteConfiguration
         do {
             new = try SiteConfiguration.load(path: config.file)

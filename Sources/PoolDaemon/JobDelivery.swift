@@ -33,6 +33,8 @@ struct AttemptResult: Sendable {
     var delivered = 0
     var deferred = 0
     var failed = 0
+    /// Message bytes (wire form) of the transactions a relay accepted.
+    var bytes: Int64 = 0
 }
 
 struct JobDelivery {
@@ -42,6 +44,8 @@ struct JobDelivery {
     let workerID: Int
     let limiter: RateLimiter
     let clock: @Sendable () -> Double
+    /// LOG_DIR's file for this worker (nil without LOG_DIR).
+    var log: WorkerLog? = nil
 
     /// A chunk of one transaction's recipients, with their indices in the job.
     private struct Chunk {
@@ -163,8 +167,11 @@ struct JobDelivery {
             result.delivered += accepted
             result.deferred += deferred
             result.failed += failed
+            if accepted > 0 { result.bytes += tx.wireSize }
             let reply = outcomes.first { $0.kind == .delivered }?.diagnostic ?? outcomes.first?.diagnostic ?? ""
-            Log.info("job=\(job.name) worker=\(workerID) tx=\(chunk.transaction + 1)/\(parsed.transactions.count) relay=\(session.peer) rcpts=\(chunk.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failed) retry=\(retry.count) reply=\"\(reply)\"")
+            let line = "job=\(job.name) worker=\(workerID) tx=\(chunk.transaction + 1)/\(parsed.transactions.count) relay=\(session.peer) rcpts=\(chunk.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failed) retry=\(retry.count) reply=\"\(reply)\""
+            Log.info(line)
+            log?.write(line)
         }
 
         let journalPath = spool.journalPath(for: job.name.fileName, inode: status.inode)

@@ -166,6 +166,11 @@ final class Worker: @unchecked Sendable {
             $0.delivered += result.delivered
             $0.deferred += result.deferred
             $0.failed += result.failed
+            $0.bytes += result.bytes
+            switch result.disposition {
+            case .finished, .quarantined: $0.jobs += 1
+            default: break
+            }
             $0.state = .idle
             $0.job = nil
             if case .quarantined = result.disposition { $0.quarantined += 1 }

@@ -1,81 +1,46 @@
-#if canImport(Glibc)
-@preconcurrency import Glibc
-#endif
-
-// A connection to one relay, kept open across transactions: connect, greeting, EHLO (HELO
-// when EHLO is refused), then transactions until the relay drops it or we say QUIT.
-// The loop here only moves bytes and keeps deadlines; `TransactionMachine` decides.
+// A connection to one relay, kept open across transactions: connect (TLS first with
+// smtps), greeting, EHLO (HELO when EHLO is refused), STARTTLS and EHLO again when the
+// policy asks, AUTH when credentials are set, then transactions until the relay drops it
+// or we say QUIT. The loop here only moves bytes and keeps deadlines; `TransactionMachine`
+// decides. It reads and writes through a `Transport`, plain or TLS, the same loop for both.
 // While writing a large pipelined group it keeps reading, so a relay that answers while
 // we still write can never deadlock us (RFC 2920 §3.3, "must not block").
 // Every wait has a deadline from `SMTPTimeouts` (RFC 5321 §4.5.3.2 defaults).
 
-public struct SMTPTimeouts: Sendable, Equatable {
-    public var connect: Double = 30       // Postfix smtp_connect_timeout
-    public var greeting: Double = 300     // 220 greeting and the EHLO/HELO reply
-    public var command: Double = 300      // MAIL, RCPT, RSET, QUIT
-    public var dataInit: Double = 120     // the reply to DATA
-    public var dataBlock: Double = 180    // each write of the message
-    public var dataDone: Double = 600     // the reply to the final dot
-    public init() {}
-}
-
-public struct SessionSettings: Sendable {
-    public var heloName: String
-    public var timeouts: SMTPTimeouts
-    /// A connection idle longer than this is probed with RSET before it is used again,
-    /// so a relay that closed it quietly costs a reconnect, not a deferred message.
-    public var idleProbeAfter: Double = 10
-    public init(heloName: String, timeouts: SMTPTimeouts = SMTPTimeouts()) {
-        self.heloName = heloName
-        self.timeouts = timeouts
-    }
-}
-
-/// The message of a transaction as it goes on the wire: dot-stuffed, CRLF line ends,
-/// without the final `.` line.
-public protocol MessageSource {
-    var wireSize: Int64 { get }
-    func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws
-}
-
-public struct SessionError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable, Equatable {
-        case transport(TransportError)
-        /// The relay refused the session (greeting, or both EHLO and HELO).
-        case refused(SMTPReply)
-        case syntax(ReplySyntaxError)
-    }
-    public var kind: Kind
-    /// What we were doing: "reading the greeting", "after EHLO".
-    public var step: String
-
-    public var description: String {
-        switch kind {
-        case .transport(let e): return "\(e) (\(step))"
-        case .refused(let r): return "\(r) (\(step))"
-        case .syntax(let e): return "\(e) (\(step))"
-        }
-    }
-}
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 
 public final class SMTPSession {
     public let host: String
     public let port: UInt16
     public let settings: SessionSettings
-    public private(set) var capabilities = Capabilities()
+    public internal(set) var capabilities = Capabilities()
     /// The greeting's text, for status.
     public private(set) var greeting: SMTPReply?
     /// Transactions attempted on this connection.
     public private(set) var transactionCount = 0
     /// The remote address actually connected to.
-    public var peer: String { socket?.peer ?? "\(host):\(port)" }
-    public var isOpen: Bool { socket != nil }
+    public var peer: String { transport?.socket.peer ?? "\(host):\(port)" }
+    public var isOpen: Bool { transport != nil }
+    /// The connection's TLS protocol and cipher, "TLSv1.3 TLS_AES_256_GCM_SHA384"; nil in plain text.
+    public internal(set) var tlsDescription: String?
+    /// True when the relay's certificate was verified for its name (TLS=require, smtps).
+    public internal(set) var tlsVerified = false
+    /// The user this connection authenticated as; nil without AUTH.
+    public internal(set) var authenticatedUser: String?
+    /// Why the last `open()` went on in plain text after a failed STARTTLS (TLS=may).
+    public internal(set) var plaintextFallback: String?
+    /// False in a build without the package trait `TLS`: no STARTTLS, no smtps.
+    public static var isTLSAvailable: Bool { TLSSupport.isAvailable }
 
-    private var socket: Socket?
-    private var parser = ReplyParser()
+    var transport: (any Transport)?
+    var parser = ReplyParser()
     private var needsReset = false
     private var lastUsed = 0.0
     private var readBuffer = [UInt8](repeating: 0, count: 16384)
+    /// Kept across reconnects: loading a CA store is not free.
+    var tlsContext: TLSContext?
 
     public init(host: String, port: UInt16, settings: SessionSettings) {
         self.host = host
@@ -83,68 +48,127 @@ public final class SMTPSession {
         self.settings = settings
     }
 
-    deinit { socket = nil }
+    deinit { transport = nil }
 
-    /// Connects and introduces ourselves.
+    /// Connects and introduces ourselves (TLS and AUTH as the settings say). With TLS=may a
+    /// failed STARTTLS handshake costs one reconnect in plain text, reported to
+    /// `settings.notice`; with require or smtps it is the error, and nothing is sent.
     public func open() throws(SessionError) {
+        plaintextFallback = nil
+        do {
+            try establish(startTLS: settings.tls != .none)
+        } catch let failure as StartTLSFailure where settings.tls == .may {
+            plaintextFallback = failure.error.description
+            settings.notice?("\(host):\(port): \(failure.error); trying again in plain text (TLS=may)")
+            do {
+                try establish(startTLS: false)
+            } catch {
+                throw SMTPSession.sessionError(error, step: "connecting again in plain text")
+            }
+        } catch let failure as StartTLSFailure {
+            throw failure.error
+        } catch {
+            throw SMTPSession.sessionError(error, step: "connecting")
+        }
+    }
+
+    /// A STARTTLS handshake that failed: with TLS=may, the cue to reconnect in plain text.
+    struct StartTLSFailure: Error {
+        var error: SessionError
+    }
+
+    /// One connection from TCP to the last reply before the first transaction.
+    private func establish(startTLS: Bool) throws {
         let t = settings.timeouts
         var step = "connecting"
+        transport = nil
+        capabilities = Capabilities()
+        tlsDescription = nil
+        tlsVerified = false
+        authenticatedUser = nil
         do {
-            socket = try Socket.connect(host: host, port: port, timeout: t.connect)
+            if settings.tls.verifiesCertificate && !SMTPSession.isTLSAvailable {
+                throw SessionError(kind: .tls("\(TLSSupport.unavailable), and TLS=\(settings.tls.rawValue) asks for it for \(host)"), step: step)
+            }
+            let socket = try Socket.connect(host: host, port: port, timeout: t.connect)
+            transport = socket
             parser = ReplyParser()
             needsReset = false
+            if settings.tls == .smtps {
+                step = "during the TLS handshake"
+                try startTLSHandshake(on: socket, verify: true, step: step)
+            }
             step = "reading the greeting"
             let hello = try readReply(until: .after(t.greeting))
             greeting = hello
             guard hello.code == 220 else { throw SessionError(kind: .refused(hello), step: step) }
-            step = "after EHLO"
-            try write(["EHLO \(settings.heloName)"], until: .after(t.command))
-            let ehlo = try readReply(until: .after(t.greeting))
-            if ehlo.isPositiveCompletion {
-                capabilities = Capabilities(ehlo: ehlo)
-            } else if ehlo.code == 421 || ehlo.code == 554 {
-                throw SessionError(kind: .refused(ehlo), step: step)
-            } else {
-                step = "after HELO"
-                try write(["HELO \(settings.heloName)"], until: .after(t.command))
-                let helo = try readReply(until: .after(t.greeting))
-                guard helo.isPositiveCompletion else { throw SessionError(kind: .refused(helo), step: step) }
-                capabilities = Capabilities()
+            try introduce(step: &step)
+            if startTLS && settings.tls != .smtps {
+                try negotiateStartTLS(on: socket, step: &step)
+            }
+            if let credentials = settings.credentials {
+                try authenticate(credentials, step: &step)
             }
             lastUsed = Deadline.now()
-        } catch let error as SessionError {
-            socket = nil
-            throw error
-        } catch let error as TransportError {
-            socket = nil
-            throw SessionError(kind: .transport(error), step: step)
-        } catch let error as ReplySyntaxError {
-            socket = nil
-            throw SessionError(kind: .syntax(error), step: step)
         } catch {
-            socket = nil
-            throw SessionError(kind: .transport(.io("\(error)")), step: step)
+            transport = nil
+            if error is StartTLSFailure { throw error }
+            throw SMTPSession.sessionError(error, step: step)
+        }
+    }
+
+    /// EHLO, or HELO when EHLO is refused; the capabilities are the reply's.
+    func introduce(step: inout String) throws {
+        let t = settings.timeouts
+        step = tlsDescription == nil ? "after EHLO" : "after EHLO over TLS"
+        try write(["EHLO \(settings.heloName)"], until: .after(t.command))
+        let ehlo = try readReply(until: .after(t.greeting))
+        if ehlo.isPositiveCompletion {
+            capabilities = Capabilities(ehlo: ehlo)
+        } else if ehlo.code == 421 || ehlo.code == 554 {
+            throw SessionError(kind: .refused(ehlo), step: step)
+        } else {
+            step = "after HELO"
+            try write(["HELO \(settings.heloName)"], until: .after(t.command))
+            let helo = try readReply(until: .after(t.greeting))
+            guard helo.isPositiveCompletion else { throw SessionError(kind: .refused(helo), step: step) }
+            capabilities = Capabilities()
+        }
+    }
+
+    static func sessionError(_ error: any Error, step: String) -> SessionError {
+        switch error {
+        case let e as SessionError: return e
+        case let e as StartTLSFailure: return e.error
+        case let e as TransportError: return SessionError(kind: .transport(e), step: step)
+        case let e as ReplySyntaxError: return SessionError(kind: .syntax(e), step: step)
+        case let e as TLSError: return SessionError(kind: .tls(e.message), step: step)
+        default: return SessionError(kind: .transport(.io("\(error)")), step: step)
         }
     }
 
     /// Is the connection still worth using? A relay that closed it or said 421 while we
     /// were idle is noticed here, before a transaction is spent on it.
     public func checkAlive() -> Bool {
-        guard let socket else { return false }
-        guard (try? socket.wait(for: Int16(POLLIN), until: Deadline(seconds: 0))) == false else {
-            self.socket = nil  // readable while idle: EOF or an unsolicited 421
-            return false
+        guard let transport else { return false }
+        if (try? transport.socket.wait(for: Int16(POLLIN), until: Deadline(seconds: 0))) != false {
+            // Readable while idle: EOF or an unsolicited 421 — or, over TLS, a record that
+            // is not data (a session ticket), after which the read has nothing to give.
+            guard case .blocked? = try? pull(transport), parser.bufferedCount == 0 else {
+                self.transport = nil
+                return false
+            }
         }
         if Deadline.now() - lastUsed > settings.idleProbeAfter {
             do {
                 try write(["RSET"], until: .after(settings.timeouts.command))
                 guard try readReply(until: .after(settings.timeouts.command)).isPositiveCompletion else {
-                    self.socket = nil
+                    self.transport = nil
                     return false
                 }
                 needsReset = false
             } catch {
-                self.socket = nil
+                self.transport = nil
                 return false
             }
         }
@@ -161,7 +185,7 @@ public final class SMTPSession {
         var machine = TransactionMachine(envelope: envelope, pipelining: capabilities.pipelining,
                                          size: capabilities.size != nil ? message.wireSize : nil,
                                          extensions: Set(capabilities.keywords))
-        guard socket != nil else {
+        guard transport != nil else {
             machine.connectionFailed("not connected to \(host):\(port)")
             return machine.results
         }
@@ -215,10 +239,10 @@ public final class SMTPSession {
                 }
             }
             needsReset = machine.needsReset
-            if machine.relayClosing { socket = nil }
+            if machine.relayClosing { transport = nil }
         } catch {
             machine.connectionFailed("\(SMTPSession.describe(error)) (\(step), relay \(peer))")
-            socket = nil
+            transport = nil
         }
         lastUsed = Deadline.now()
         return machine.results
@@ -226,15 +250,16 @@ public final class SMTPSession {
 
     /// Says QUIT (waiting briefly for the reply) and closes.
     public func close() {
-        guard socket != nil else { return }
+        guard let transport else { return }
         let wait = min(settings.timeouts.command, 5)
         try? write(["QUIT"], until: .after(wait))
         _ = try? readReply(until: .after(wait))
-        socket = nil
+        transport.shutdown()
+        self.transport = nil
     }
 
     /// Drops the connection without QUIT.
-    public func abandon() { socket = nil }
+    public func abandon() { transport = nil }
 
     // MARK: - the byte loop
 
@@ -268,7 +293,7 @@ public final class SMTPSession {
         return "\(error)"
     }
 
-    private func write(_ commands: [String], until deadline: Deadline) throws {
+    func write(_ commands: [String], until deadline: Deadline) throws {
         var bytes: [UInt8] = []
         for c in commands {
             bytes.append(contentsOf: c.utf8)
@@ -284,32 +309,43 @@ public final class SMTPSession {
 
     /// Writes every byte, reading whatever the relay sends meanwhile into the parser.
     private func write(_ bytes: UnsafeRawBufferPointer, until deadline: Deadline) throws {
-        guard let socket else { throw TransportError.closed }
+        guard let transport else { throw TransportError.closed }
         var done = 0
         while done < bytes.count {
-            let n = try socket.writeSome(UnsafeRawBufferPointer(rebasing: bytes[done...]))
-            done += n
-            if done == bytes.count { break }
-            if n > 0 { continue }
-            let (readable, writable) = try socket.waitEither(write: true, until: deadline)
-            if !readable && !writable { throw TransportError.timedOut("writing to the relay") }
-            if readable { try pull(socket) }
+            switch try transport.write(UnsafeRawBufferPointer(rebasing: bytes[done...])) {
+            case .bytes(let n):
+                done += n
+            case .blocked(let wanted):
+                let (readable, writable) = try transport.socket.waitEither(write: wanted == .writable, until: deadline)
+                if !readable && !writable { throw TransportError.timedOut("writing to the relay") }
+                // Read even when the write waits for readability: over TLS the same read
+                // takes in the record the write needs.
+                if readable { _ = try pull(transport) }
+            }
         }
     }
 
-    private func pull(_ socket: Socket) throws {
-        let n = try readBuffer.withUnsafeMutableBytes { try socket.readSome(into: $0) }
-        if n > 0 { readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+    /// One read into the parser.
+    @discardableResult
+    private func pull(_ transport: any Transport) throws -> IOProgress {
+        let progress = try readBuffer.withUnsafeMutableBytes { try transport.read(into: $0) }
+        if case .bytes(let n) = progress {
+            readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        return progress
     }
 
-    private func readReply(until deadline: Deadline) throws -> SMTPReply {
+    /// The next whole reply. Reads before it waits: TLS may hold decrypted bytes that poll
+    /// cannot see.
+    func readReply(until deadline: Deadline) throws -> SMTPReply {
         while true {
             if let reply = try parser.next() { return reply }
-            guard let socket else { throw TransportError.closed }
-            guard try socket.wait(for: Int16(POLLIN), until: deadline) else {
-                throw TransportError.timedOut("waiting for the relay")
+            guard let transport else { throw TransportError.closed }
+            if case .blocked(let wanted) = try pull(transport) {
+                guard try transport.socket.wait(for: wanted.pollEvents, until: deadline) else {
+                    throw TransportError.timedOut("waiting for the relay")
+                }
             }
-            try pull(socket)
         }
     }
 }

@@ -22,6 +22,17 @@ relay got it, the client never saw a reply: the "maybe delivered" case).
 DIR/events.jsonl gets one JSON line per connection, MAIL, RCPT reply, DATA reply,
 drop and disconnect (for tests that count retries).
 
+TLS and AUTH: --starttls CERT KEY offers STARTTLS with that certificate chain and key
+(PEM); --require-starttls then refuses mail before it; --smtps CERT KEY speaks TLS from
+the first byte instead. --auth USER:PASSWORD offers AUTH PLAIN and LOGIN (only over TLS,
+unless --auth-insecure) and accepts that one pair; --auth-exclude MECH drops a mechanism.
+Without --auth no AUTH is offered, over TLS either.
+--broken-starttls offers STARTTLS, answers it with 220 and then sends garbage instead of
+a TLS handshake and closes (a relay whose TLS is broken).
+Records then also hold "tls" ("TLSv1.3 TLS_AES_256_GCM_SHA384", null in plain text) and
+"auth_user" (null without AUTH); events.jsonl gets an "auth" line per attempt (user and
+result, never the password).
+
 Faults: --defer SUBSTR (RCPT -> 451 4.3.0), --reject SUBSTR (RCPT -> 550 5.1.1),
 --drop-after-data N. Exits by itself after --lifetime seconds, at once on SIGTERM.
 
@@ -38,10 +49,11 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 
-from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: F401
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session  # noqa: F401
 from email._header_value_parser import get_angle_addr, get_addr_spec
 from email.errors import HeaderParseError
 
@@ -85,6 +97,16 @@ class RecordingSMTP(SMTP):
     """aiosmtpd's SMTP with the raw MAIL/RCPT arguments kept for the recorder."""
 
     dsn = False
+    broken_starttls = False
+
+    async def smtp_STARTTLS(self, arg):
+        if not self.broken_starttls:
+            return await super().smtp_STARTTLS(arg)
+        await self.push("220 2.0.0 Ready to start TLS")
+        await asyncio.sleep(0.2)  # the client's ClientHello is on its way
+        self.transport.write(b"HELLO THIS IS NOT TLS\r\n")
+        await asyncio.sleep(0.2)
+        self.transport.close()
 
     async def smtp_MAIL(self, arg):
         rest = strip_keyword("FROM:", arg or "")
@@ -123,7 +145,7 @@ class Recorder:
         finally:
             os.close(fd)
 
-    def write_record(self, directory, session, envelope):
+    def write_record(self, directory, session, envelope, server=None):
         self.seq += 1
         data = envelope.original_content or b""
         rec = {
@@ -138,6 +160,8 @@ class Recorder:
             "seq": self.seq,
             "pid": self.pid,
             "size": len(data),
+            "tls": tls_description(server),
+            "auth_user": auth_user(session),
         }
         os.makedirs(directory, exist_ok=True)
         name = "%08d-%d.json" % (self.seq, self.pid)
@@ -155,6 +179,11 @@ class Recorder:
             extra.append("250-PIPELINING")
         if self.args.dsn:
             extra.append("250-DSN")
+        if self.args.broken_starttls:
+            extra.append("250-STARTTLS")
+        if not self.args.auth:
+            # aiosmtpd offers AUTH over TLS even with nobody to log in; we do not.
+            responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
         return responses[:-1] + extra + responses[-1:]
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -181,7 +210,7 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope):
         self.data_count += 1
         if self.args.drop_after_data and self.data_count == self.args.drop_after_data:
-            name = self.write_record(os.path.join(self.out, "dropped"), session, envelope)
+            name = self.write_record(os.path.join(self.out, "dropped"), session, envelope, server)
             log.warning("DATA #%d: dropping the connection before replying (dropped/%s)",
                         self.data_count, name)
             self.event("drop", session, data_count=self.data_count, record="dropped/" + name)
@@ -189,11 +218,34 @@ class Recorder:
             # connection_lost() cancels this coroutine; no reply is ever written.
             await asyncio.sleep(3600)
             return "421 4.3.0 not reached"
-        name = self.write_record(self.out, session, envelope)
+        name = self.write_record(self.out, session, envelope, server)
         log.info("recorded %s: from=%s rcpts=%d size=%d", name, envelope.mail_from,
                  len(envelope.rcpt_tos), len(envelope.original_content or b""))
         self.event("data", session, code=250, record=name, rcpts=len(envelope.rcpt_tos))
         return "250 2.0.0 OK queued as %s" % name[:-5]
+
+
+def tls_description(server):
+    """'TLSv1.3 TLS_AES_256_GCM_SHA384' for a TLS connection, None in plain text."""
+    transport = getattr(server, "transport", None) if server is not None else None
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    return "%s %s" % (ssl_object.version(), ssl_object.cipher()[0])
+
+
+def auth_user(session):
+    data = getattr(session, "auth_data", None)
+    if not getattr(session, "authenticated", False) or data is None:
+        return None
+    login = getattr(data, "login", None)
+    return login.decode("utf-8", "replace") if isinstance(login, bytes) else login
+
+
+def server_tls_context(cert, key):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def write_ready(path, port):
@@ -223,13 +275,39 @@ async def main(args):
             super().connection_lost(exc)
 
     Proto.dsn = args.dsn
+    Proto.broken_starttls = args.broken_starttls
     Proto.line_length_limit = 1001 if args.strict_line_length else 1 << 20
 
-    def factory():
-        return Proto(recorder, hostname=args.hostname, data_size_limit=args.size_limit,
-                     enable_SMTPUTF8=True, decode_data=False, timeout=args.idle_timeout)
+    starttls_context = server_tls_context(*args.starttls) if args.starttls else None
+    smtps_context = server_tls_context(*args.smtps) if args.smtps else None
+    auth_pair = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep:
+            raise SystemExit("--auth wants USER:PASSWORD")
+        auth_pair = (user.encode(), password.encode())
 
-    server = await loop.create_server(factory, host=args.host, port=args.port)
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        login = getattr(auth_data, "login", b"") or b""
+        ok = auth_pair is not None and (login, getattr(auth_data, "password", b"")) == auth_pair
+        recorder.event("auth", session, mechanism=mechanism,
+                       user=login.decode("utf-8", "replace"), ok=ok)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+    def factory():
+        options = {}
+        if starttls_context is not None:
+            options.update(tls_context=starttls_context, require_starttls=args.require_starttls)
+        if auth_pair is not None:
+            # Over smtps the whole connection is TLS, which aiosmtpd does not see as such.
+            options.update(authenticator=authenticator,
+                           auth_require_tls=not (args.auth_insecure or smtps_context),
+                           auth_exclude_mechanism=args.auth_exclude)
+        return Proto(recorder, hostname=args.hostname, data_size_limit=args.size_limit,
+                     enable_SMTPUTF8=True, decode_data=False, timeout=args.idle_timeout,
+                     **options)
+
+    server = await loop.create_server(factory, host=args.host, port=args.port, ssl=smtps_context)
     port = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -273,6 +351,20 @@ def parse_args(argv=None):
                    help="aiosmtpd's RFC limit: message lines over 1000 octets -> 500")
     p.add_argument("--size-limit", type=int, default=200 * 1024 * 1024,
                    help="SIZE advertised and enforced (default 200 MB)")
+    p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"),
+                   help="offer STARTTLS with this certificate chain and key (PEM)")
+    p.add_argument("--require-starttls", action="store_true",
+                   help="with --starttls: refuse everything but EHLO/NOOP/QUIT before it")
+    p.add_argument("--smtps", nargs=2, metavar=("CERT", "KEY"),
+                   help="implicit TLS from the first byte (RFC 8314) with this certificate")
+    p.add_argument("--auth", metavar="USER:PASSWORD",
+                   help="offer AUTH PLAIN and LOGIN and accept this pair")
+    p.add_argument("--auth-exclude", action="append", default=[], metavar="MECH",
+                   help="do not offer this AUTH mechanism (repeatable)")
+    p.add_argument("--auth-insecure", action="store_true",
+                   help="with --auth: offer AUTH over plain text too")
+    p.add_argument("--broken-starttls", action="store_true",
+                   help="offer STARTTLS, answer 220, then send garbage instead of TLS and close")
     p.add_argument("--hostname", default="recorder.test")
     p.add_argument("--idle-timeout", type=float, default=300)
     p.add_argument("--log", help="log to this file instead of stderr")
