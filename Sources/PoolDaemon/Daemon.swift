@@ -26,6 +26,10 @@ final class Daemon: @unchecked Sendable {
     private var watcher: SpoolWatcher?
     private let stopping = Atomic<Bool>(false)
     private let started = Date().timeIntervalSince1970
+    /// systemd's NOTIFY_SOCKET (a no-op without it).
+    let notifier = SystemdNotifier()
+    /// METRICS_FILE is written every this many status updates (one a second).
+    static let metricsEvery = 5
 
     /// The time the workers see (tests move it to open and close windows).
     let clock: @Sendable () -> Date
@@ -99,7 +103,9 @@ final class Daemon: @unchecked Sendable {
         if !draining { try startControlSocket() }
         try dropPrivilegesIfAsked()
         for worker in workers { worker.start() }
-        writeStatus()
+        let snapshot = writeStatus()
+        writeMetrics(snapshot)
+        notifier.ready(status: snapshot.systemdStatus)
     }
 
     /// RUN_AS: everything root was needed for is open by now (the lock, inotify, the
@@ -131,15 +137,19 @@ final class Daemon: @unchecked Sendable {
         }
         let deliverySettings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
                                                 retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
-        let delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
+        var delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
                                    workerID: spec.id, limiter: limiter, clock: { Date().timeIntervalSince1970 })
+        let description = Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id))
+        if let directory = config.logDirectory {
+            delivery.log = WorkerLog(directory: directory, worker: spec.id, header: "worker \(spec.id): \(description)")
+        }
         let workerSettings: SessionSettings
         do {
             workerSettings = try sessionSettings(for: spec.settings, base: baseSettings)
         } catch {
             throw StartError.refused("\(error)")
         }
-        Log.info("worker \(spec.id): \(Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id)))")
+        Log.info("worker \(spec.id): \(description)")
         return Worker(spec: spec, queue: queue, board: board, delivery: delivery,
                       sessionSettings: workerSettings, draining: draining, clock: clock, calendar: calendar,
                       daemonStopping: { [unowned self] in self.stopping.load(ordering: .relaxed) })
@@ -223,9 +233,14 @@ final class Daemon: @unchecked Sendable {
     func wait() -> Int32 {
         let statusThread = Thread { [self] in
             Thread.current.name = "status"
+            var tick = 0
             while !stopping.load(ordering: .relaxed) {
                 Thread.sleep(forTimeInterval: 1)
-                writeStatus()
+                let snapshot = writeStatus()
+                tick += 1
+                if tick % Daemon.metricsEvery == 0 { writeMetrics(snapshot) }
+                notifier.status(snapshot.systemdStatus)
+                notifier.pingWatchdog()
             }
         }
         statusThread.start()
@@ -240,6 +255,9 @@ final class Daemon: @unchecked Sendable {
         watcher?.stop()
         queue.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
+        var last = board.snapshot(queue: queue, spool: spool, started: started)
+        last.daemon = "stopped"
+        writeMetrics(last)
         let totals = board.all.reduce(into: (0, 0, 0)) { $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed }
         Log.notice("poold stopped: \(totals.0) delivered, \(totals.1) deferred, \(totals.2) failed")
         lockDescriptor?.close()
@@ -252,14 +270,21 @@ final class Daemon: @unchecked Sendable {
     func shutdown() {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         Log.notice("stopping: finishing the transactions in hand")
+        notifier.stopping()
         for worker in operations.withLock({ workers }) { worker.stop() }
         queue.stop()
         watcher?.stop()
     }
 
-    private func writeStatus() {
+    @discardableResult
+    private func writeStatus() -> StatusSnapshot {
         let snapshot = board.snapshot(queue: queue, spool: spool, started: started)
         try? AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
+        return snapshot
+    }
+
+    private func writeMetrics(_ snapshot: StatusSnapshot) {
+        if let path = config.metricsFile { MetricsFile.publish(snapshot, to: path) }
     }
 
     static func describe(_ line: WorkerLine, roundRobin: String?) -> String {

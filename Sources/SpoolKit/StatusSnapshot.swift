@@ -23,7 +23,7 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var connectionFailures = 0
     /// Jobs finished: every recipient decided (delivered or failed for good), or moved to bad/.
     public var jobs = 0
-    /// Message bytes sent to the relay (DATA/BDAT payload).
+    /// Message bytes (wire form) of the transactions a relay accepted.
     public var bytes: Int64 = 0
     public var lastError: String?
 

@@ -1,6 +1,7 @@
 // `poolctl status`: the spool as it is on disk (queued per pool, deferred, bad) and the
 // workers as the running daemon last reported them; with the daemon stopped, the workers
 // of the configuration, stopped. Human output reads like mailq: aligned, human units.
+// `--watch` (Watch.swift) redraws the same screen with rates until stopped.
 
 import Foundation
 import SpoolKit
@@ -8,16 +9,46 @@ import SpoolKit
 enum Status {
     static func run(_ config: SiteConfiguration, _ arguments: [String]) {
         var json = false
-        for a in arguments {
+        var watch = false
+        var interval: Double?
+        var count: Int?
+        var rest = arguments[...]
+        while let a = rest.popFirst() {
             switch a {
             case "--json": json = true
+            case "--watch": watch = true
+            case "--interval":
+                guard let v = rest.popFirst().flatMap(Double.init), v >= Watch.shortestInterval, v <= Watch.longestInterval else {
+                    fail("status: --interval needs seconds between \(Watch.shortestInterval) and \(Int(Watch.longestInterval))", status: 64)
+                }
+                interval = v
+            case "--count":
+                guard let v = rest.popFirst().flatMap({ Int($0) }), v >= 1 else { fail("status: --count needs a number ≥ 1", status: 64) }
+                count = v
             default: fail("status: unknown option '\(a)'", status: 64)
             }
         }
+        if !watch && (interval != nil || count != nil) { fail("status: --interval and --count go with --watch", status: 64) }
+        if watch && json { fail("status: --watch shows the screen; use --json without --watch (once per call)", status: 64) }
         let spool = Spool(root: config.spoolDirectory)
         guard (try? FileSystem.status(spool.root))?.isDirectory == true else {
             fail("the spool \(spool.root) does not exist")
         }
+        if watch {
+            Watch.run(config, spool: spool, interval: interval ?? 1, count: count)
+            return
+        }
+        let snapshot = current(config, spool: spool)
+        if json {
+            FileHandle.standardOutput.write(Data(snapshot.encoded()))
+            print()
+        } else {
+            print(render(snapshot, spool: spool))
+        }
+    }
+
+    /// The spool as it is on disk, with the workers as the running daemon last reported them.
+    static func current(_ config: SiteConfiguration, spool: Spool) -> StatusSnapshot {
         var snapshot = StatusSnapshot.scan(spool)
         if let pid = spool.daemonPID() {
             snapshot.daemon = "running"
@@ -37,15 +68,12 @@ enum Status {
         for pool in [Pool.default] where snapshot.pools[pool.description] == nil {
             snapshot.pools[pool.description] = PoolCount()
         }
-        if json {
-            FileHandle.standardOutput.write(Data(snapshot.encoded()))
-            print()
-        } else {
-            print(render(snapshot, spool: spool))
-        }
+        return snapshot
     }
 
-    static func render(_ s: StatusSnapshot, spool: Spool) -> String {
+    /// The status screen; `rates` (recipients delivered per second, by worker id) adds a
+    /// column for `--watch`, "—" where a worker has no rate yet.
+    static func render(_ s: StatusSnapshot, spool: Spool, rates: [Int: Double]? = nil) -> String {
         var out: [String] = []
         let now = Date().timeIntervalSince1970
         if s.daemon == "running" {
@@ -63,13 +91,15 @@ enum Status {
         out += table(rows, rightAligned: [1, 2])
         out.append("deferred: \(s.deferred)   bad: \(s.bad)")
         out.append("")
-        var workers = [["WORKER", "HOST", "POOLS", "STATE", "JOB", "DELIVERED", "DEFERRED", "FAILED"]]
+        var workers = [["WORKER", "HOST", "POOLS", "STATE", "JOB", "DELIVERED", "DEFERRED", "FAILED"] + (rates == nil ? [] : ["RCPT/S"])]
         for w in s.workers {
             var state = w.state.rawValue
             if let since = w.since, w.state != .idle, w.state != .stopped { state += " " + age(now - since) }
-            workers.append([String(w.id), w.host, w.pools, state, w.job ?? "-", String(w.delivered), String(w.deferred), String(w.failed)])
+            var row = [String(w.id), w.host, w.pools, state, w.job ?? "-", String(w.delivered), String(w.deferred), String(w.failed)]
+            if let rates { row.append(rates[w.id].map { String(format: "%.1f", $0) } ?? "—") }
+            workers.append(row)
         }
-        out += table(workers, rightAligned: [0, 5, 6, 7])
+        out += table(workers, rightAligned: [0, 5, 6, 7, 8])
         for w in s.workers where w.state == .down {
             if let e = w.lastError { out.append("worker \(w.id) down: \(e)") }
         }

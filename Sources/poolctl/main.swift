@@ -14,6 +14,10 @@ commands:
   status [--json]            queued jobs and bytes per pool, deferred and bad counts, and
                              each worker (state, job in hand, counters); works with the
                              daemon stopped too (the spool as it is on disk)
+  status --watch [--interval S] [--count N]
+                             the same screen every S seconds (default 1) with each
+                             worker's recipients per second and when the queue should be
+                             empty; --count N stops after N refreshes
   submit [--pool P] --from ADDR --to ADDR [--to ADDR...] < message
                              spool a message (RFC 5322 text on standard input) for these
                              recipients; --from '' is the null sender
@@ -37,6 +41,7 @@ submit prints the new job's file name as its last line.
 
 examples:
   poolctl --config poold.cfg status
+  poolctl --config poold.cfg status --watch
   poolctl --config poold.cfg submit --pool A --from list@example.org --to a@example.com < msg.eml
   poolctl --config poold.cfg submit --bsmtp < posting.bsmtp
   poolctl --config poold.cfg check
