@@ -23,6 +23,8 @@ final class Daemon: @unchecked Sendable {
     let operations = NSLock()
     private var control: ControlSocket?
     var limiter = RateLimiter([])
+    /// Journals on disk, listed once at start (`scanSpool`).
+    let journals = JournalRegistry([])
     private var watcher: SpoolWatcher?
     private let stopping = Atomic<Bool>(false)
     private let started = Date().timeIntervalSince1970
@@ -138,7 +140,7 @@ final class Daemon: @unchecked Sendable {
         let deliverySettings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
                                                 retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
         var delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
-                                   workerID: spec.id, limiter: limiter, clock: { Date().timeIntervalSince1970 })
+                                   workerID: spec.id, limiter: limiter, journals: journals, clock: { Date().timeIntervalSince1970 })
         let description = Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id))
         if let directory = config.logDirectory {
             delivery.log = WorkerLog(directory: directory, worker: spec.id, header: "worker \(spec.id): \(description)")
@@ -186,6 +188,12 @@ final class Daemon: @unchecked Sendable {
     /// The first look at the spool: queued jobs oldest first, deferred jobs with the time
     /// their journal gives, and journals whose job is gone removed.
     private func scanSpool() throws -> (queued: Int, deferred: Int) {
+        let existing = Set(((try? FileSystem.names(in: spool.stateDirectory)) ?? []).filter { $0.hasSuffix(".journal") }
+            .map { spool.stateDirectory + "/" + $0 })
+        func journal(_ name: JobName, _ st: FileStatus) -> Journal? {
+            let path = spool.journalPath(for: name.fileName, inode: st.inode)
+            return existing.contains(path) ? try? Journal(path: path) : nil
+        }
         var live: Set<String> = []
         var queued: [(name: JobName, path: String, st: FileStatus)] = []
         for name in try spool.jobs() {
@@ -198,8 +206,7 @@ final class Daemon: @unchecked Sendable {
         var deferredCount = 0
         for job in queued {
             live.insert("\(job.name.fileName).\(job.st.inode)")
-            let journal = try? Journal(path: spool.journalPath(for: job.name.fileName, inode: job.st.inode))
-            if let next = journal?.nextAttempt, next > Date().timeIntervalSince1970 {
+            if let next = journal(job.name, job.st)?.nextAttempt, next > Date().timeIntervalSince1970 {
                 // Deferred, but the crash came before the move to deferred/.
                 let path = (try? spool.moveToDeferred(path: job.path, name: job.name.fileName)) ?? job.path
                 offers.append((job.name, path, job.st.size, draining ? .infinity : next))
@@ -212,14 +219,14 @@ final class Daemon: @unchecked Sendable {
             let path = spool.deferredDirectory + "/" + name.fileName
             guard let st = try? FileSystem.status(path), st.isRegular else { continue }
             live.insert("\(name.fileName).\(st.inode)")
-            let journal = try? Journal(path: spool.journalPath(for: name.fileName, inode: st.inode))
-            let due = journal?.nextAttempt ?? 0
+            let due = journal(name, st)?.nextAttempt ?? 0
             offers.append((name, path, st.size, due))
             deferredCount += 1
         }
         for orphan in spool.orphanJournals(live: live) {
             try? FileSystem.unlink(orphan, missingOK: true)
         }
+        for path in existing where FileSystem.exists(path) { journals.insert(path) }
         // In a drain, jobs not yet due are left alone.
         if draining {
             let now = Date().timeIntervalSince1970

@@ -9,6 +9,7 @@
 import Foundation
 import SMTPClient
 import SpoolKit
+import Synchronization
 
 extension MessageReader: MessageSource {}
 
@@ -43,6 +44,8 @@ struct JobDelivery {
     let failures: FailureReport
     let workerID: Int
     let limiter: RateLimiter
+    /// The journals that exist on disk (listed at start, kept as they are made and removed).
+    let journals: JournalRegistry
     let clock: @Sendable () -> Double
     /// LOG_DIR's file for this worker (nil without LOG_DIR).
     var log: WorkerLog? = nil
@@ -75,8 +78,10 @@ struct JobDelivery {
             return AttemptResult(disposition: .deferred(path: path, due: clock() + settings.retrySchedule[0]))
         }
         var journal: Journal
+        let journalPath = spool.journalPath(for: job.name.fileName, inode: status.inode)
         do {
-            journal = try Journal(path: spool.journalPath(for: job.name.fileName, inode: status.inode))
+            // Most jobs have none: look on disk only for journals the daemon knows exist.
+            journal = journals.contains(journalPath) ? try Journal(path: journalPath) : Journal(absentAt: journalPath)
         } catch {
             Log.error("\(job.name): cannot read its journal: \(error); will try again")
             return AttemptResult(disposition: .deferred(path: path, due: clock() + settings.retrySchedule[0]))
@@ -174,9 +179,11 @@ struct JobDelivery {
             log?.write(line)
         }
 
-        let journalPath = spool.journalPath(for: job.name.fileName, inode: status.inode)
+        // A journal written during this attempt must be found by the next one.
+        if journal.exists { journals.insert(journalPath) }
         if interrupted {
             try? journal.append(pending)
+            if journal.exists { journals.insert(journalPath) }
             result.disposition = .interrupted
             return result
         }
@@ -184,8 +191,10 @@ struct JobDelivery {
             // Everything is decided: the job leaves the spool; its journal after it.
             do {
                 try spool.finish(path: path, journal: journal.exists ? journalPath : nil)
+                journals.remove(journalPath)
             } catch {
                 try? journal.append(pending)
+                if journal.exists { journals.insert(journalPath) }
                 Log.error("\(job.name): delivered but cannot remove the job file: \(error)")
                 result.disposition = .interrupted
             }
@@ -204,6 +213,7 @@ struct JobDelivery {
                     try self.failures.report(job: job.name, path: path, transaction: parsed.transactions[t], failures: list, relay: session.peer)
                 }
                 try spool.finish(path: path, journal: journal.exists ? journalPath : nil)
+                journals.remove(journalPath)
                 result.failed += deferredNow.count
                 result.deferred -= deferredNow.count
                 return result
@@ -216,6 +226,7 @@ struct JobDelivery {
         do {
             try journal.append(pending + deferredNow.sorted { $0.key < $1.key }.map { .init(.deferred, $0.key, reply: $0.value) })
             try journal.recordAttempt(at: now, next: due)
+            journals.insert(journalPath)
             let newPath = try spool.moveToDeferred(path: path, name: job.name.fileName)
             result.disposition = .deferred(path: newPath, due: due)
         } catch {
@@ -258,4 +269,14 @@ struct JobDelivery {
         }
         return chunks
     }
+}
+
+/// The journal files that exist, so that a job without one (nearly all) costs no failed
+/// open(2). Filled from a listing of `.state/` at start; kept by the workers after that.
+final class JournalRegistry: Sendable {
+    private let paths: Mutex<Set<String>>
+    init(_ initial: Set<String>) { paths = Mutex(initial) }
+    func contains(_ path: String) -> Bool { paths.withLock { $0.contains(path) } }
+    func insert(_ path: String) { _ = paths.withLock { $0.insert(path) } }
+    func remove(_ path: String) { _ = paths.withLock { $0.remove(path) } }
 }

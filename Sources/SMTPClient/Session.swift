@@ -225,8 +225,7 @@ public final class SMTPSession {
                     break loop
                 case .sendMessage:
                     step = "sending the message"
-                    try message.stream { chunk in try write(chunk, until: .after(t.dataBlock)) }
-                    try write(Array(".\r\n".utf8), until: .after(t.dataBlock))
+                    try sendMessage(message)
                     step = "waiting for the reply to the final dot"
                     let final = try readReply(until: .after(t.dataDone))
                     _ = machine.receiveFinal(final)
@@ -291,6 +290,24 @@ public final class SMTPSession {
         if let e = error as? TransportError { return e.description }
         if let e = error as? ReplySyntaxError { return "garbled reply: \(e)" }
         return "\(error)"
+    }
+
+    /// A message this small goes out with its final dot in one write (one system call,
+    /// one segment); a larger one streams chunk by chunk, each with its own deadline.
+    static let coalescedMessageLimit: Int64 = 64 * 1024
+
+    private func sendMessage(_ message: some MessageSource) throws {
+        let t = settings.timeouts
+        if message.wireSize <= SMTPSession.coalescedMessageLimit {
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(Int(message.wireSize) + 3)
+            try message.stream { buffer.append(contentsOf: $0) }
+            buffer.append(contentsOf: [UInt8(ascii: "."), 13, 10])
+            try write(buffer, until: .after(t.dataBlock))
+        } else {
+            try message.stream { chunk in try write(chunk, until: .after(t.dataBlock)) }
+            try write(Array(".\r\n".utf8), until: .after(t.dataBlock))
+        }
     }
 
     func write(_ commands: [String], until deadline: Deadline) throws {

@@ -49,6 +49,9 @@ public struct Journal: Sendable {
     /// True when the file exists.
     public private(set) var exists = false
 
+    /// An empty journal for a job known to have none yet (no look at the disk).
+    public init(absentAt path: String) { self.path = path }
+
     /// Reads the journal at `path`; a missing file is an empty journal.
     public init(path: String) throws {
         self.path = path
