@@ -82,7 +82,6 @@ extension Daemon {
             if new.spoolDirectory != config.spoolDirectory {
                 throw ControlError("SPOOL_DIR cannot change on reload (restart poold)")
             }
-            if let problem = new.unsupportedFeature { throw ControlError(problem) }
             try checkRelaySecurity(new)
         } catch {
             Log.error("reload refused, keeping the configuration in force: \(error)")

@@ -63,7 +63,6 @@ final class Daemon: @unchecked Sendable {
 
     /// Takes the spool, scans it and starts the workers.
     func start() throws {
-        if let problem = config.unsupportedFeature { throw StartError.refused("\(config.file): \(problem)") }
         do {
             try checkRelaySecurity(config)
         } catch {

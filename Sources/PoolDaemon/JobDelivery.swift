@@ -54,6 +54,8 @@ struct JobDelivery {
     private struct Chunk {
         var transaction: Int
         var members: [Int]
+        /// Which MAXBSMTP part of its transaction (0 when the transaction was not split).
+        var part = 0
     }
 
     /// `shouldStop` is asked between transactions: the daemon stops, or the worker's window
@@ -152,7 +154,7 @@ struct JobDelivery {
             }
             if !retry.isEmpty {
                 if accepted + failed > 0 {
-                    chunks.insert(Chunk(transaction: chunk.transaction, members: retry), at: c)
+                    chunks.insert(Chunk(transaction: chunk.transaction, members: retry, part: chunk.part), at: c)
                 } else {
                     // The relay took nobody: waiting is better than asking again at once.
                     for i in retry { deferredNow[RecipientKey(chunk.transaction, i)] = outcomes[chunk.members.firstIndex(of: i)!].diagnostic }
@@ -174,7 +176,7 @@ struct JobDelivery {
             result.failed += failed
             if accepted > 0 { result.bytes += tx.wireSize }
             let reply = outcomes.first { $0.kind == .delivered }?.diagnostic ?? outcomes.first?.diagnostic ?? ""
-            let line = "job=\(job.name) worker=\(workerID) tx=\(chunk.transaction + 1)/\(parsed.transactions.count) relay=\(session.peer) rcpts=\(chunk.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failed) retry=\(retry.count) reply=\"\(reply)\""
+            let line = "job=\(job.name) worker=\(workerID) tx=\(chunk.transaction + 1)/\(parsed.transactions.count)\(chunk.part > 0 || chunks.contains { $0.transaction == chunk.transaction && $0.part > 0 } ? " part=\(chunk.part + 1)" : "") relay=\(session.peer) rcpts=\(chunk.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failed) retry=\(retry.count) reply=\"\(reply)\""
             Log.info(line)
             log?.write(line)
         }
@@ -261,10 +263,12 @@ struct JobDelivery {
                     .map { $0.element.0 }
             }
             var start = 0
+            var part = 0
             while start < members.count {
                 let end = min(start + settings.maxRecipients, members.count)
-                chunks.append(Chunk(transaction: tx.index, members: Array(members[start..<end])))
+                chunks.append(Chunk(transaction: tx.index, members: Array(members[start..<end]), part: part))
                 start = end
+                part += 1
             }
         }
         return chunks

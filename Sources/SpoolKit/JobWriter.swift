@@ -14,6 +14,7 @@ public enum JobWriter {
             let name = JobName("\(pool)\(freshID()).MAIL")!
             do {
                 try AtomicFile.write(directory: spool.root, name: name.fileName, bytes: bytes, mode: 0o640, replace: false)
+                announce(spool.root + "/" + name.fileName)
                 return name
             } catch let error as SystemError where error.isExisting {
                 lastError = error
@@ -21,6 +22,13 @@ public enum JobWriter {
             }
         }
         throw lastError ?? SystemError("submit", path: spool.root, errno: EEXIST)
+    }
+
+    /// The job came in by link(2), which a watcher sees as IN_CREATE, an event poold must
+    /// not act on (a file created in place may still be being written). Opening the
+    /// finished file for writing and closing it gives the IN_CLOSE_WRITE poold does watch.
+    static func announce(_ path: String) {
+        if let fd = try? FileDescriptor.open(path, O_WRONLY) { fd.close() }
     }
 
     /// 18 digits: seconds since 2020, microseconds, and the pid's last three digits, so

@@ -29,7 +29,8 @@ public struct Spool: Sendable {
         try FileSystem.makeDirectory(badDirectory)
         try FileSystem.makeDirectory(deferredDirectory)
         try FileSystem.makeDirectory(holdDirectory)
-        try FileSystem.makeDirectory(stateDirectory, mode: 0o700)
+        // 0750: operators in the daemon's group read status.json; journals are 0600.
+        try FileSystem.makeDirectory(stateDirectory, mode: 0o750)
     }
 
     // MARK: listing

@@ -5,7 +5,7 @@
 import Foundation
 
 public struct WorkerStatus: Codable, Sendable, Equatable {
-    public enum State: String, Codable, Sendable, CaseIterable { case idle, busy, closed, down, paused, stopped }
+    public enum State: String, Codable, Sendable, CaseIterable { case idle, busy, closed, down, paused, stopped, unknown }
     public var id: Int
     public var host: String
     public var pools: String

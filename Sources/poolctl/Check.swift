@@ -13,6 +13,9 @@ enum Check {
         } catch {
             fail("\(error)")
         }
+        guard (try? FileSystem.status(config.spoolDirectory))?.isDirectory == true else {
+            fail("\(path): SPOOL_DIR \(config.spoolDirectory) does not exist (poold would not start)")
+        }
         print("\(path): OK")
         print("spool: \(config.spoolDirectory)")
         if !config.sizeBinsKB.isEmpty { print("size bins: " + config.sizeBinsKB.map { "≤\($0) kB" }.joined(separator: ", ") + ", larger") }
@@ -39,7 +42,7 @@ enum Check {
                 }
             }
         }
-        if let problem = config.unsupportedFeature { fail("\(path): \(problem)") }
+
         for warning in config.warnings { print("warning: \(warning)") }
         for pool in config.unservedPools(in: Spool(root: config.spoolDirectory)) {
             print("warning: pool \(pool) holds jobs but no worker serves it")

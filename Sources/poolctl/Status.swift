@@ -53,16 +53,21 @@ enum Status {
         if let pid = spool.daemonPID() {
             snapshot.daemon = "running"
             snapshot.pid = pid
-            if let bytes = try? FileSystem.readAll(spool.statusPath), let live = StatusSnapshot.decode(bytes) {
-                snapshot.workers = live.workers
-                snapshot.started = live.started
-                snapshot.updated = live.updated
+            do {
+                if let live = StatusSnapshot.decode(try FileSystem.readAll(spool.statusPath)) {
+                    snapshot.workers = live.workers
+                    snapshot.started = live.started
+                    snapshot.updated = live.updated
+                }
+            } catch {
+                // Say so rather than show every worker idle.
+                FileHandle.standardError.write(Data("poolctl: cannot read the daemon's \(error); worker states are unknown\n".utf8))
             }
         }
         if snapshot.workers.isEmpty {
             snapshot.workers = config.workers.map {
                 WorkerStatus(id: $0.id, host: $0.settings.relay.description, pools: $0.settings.pools.description,
-                             state: snapshot.daemon == "running" ? .idle : .stopped)
+                             state: snapshot.daemon == "running" ? .unknown : .stopped)
             }
         }
         for pool in [Pool.default] where snapshot.pools[pool.description] == nil {

@@ -39,6 +39,11 @@ final class DaemonTests: XCTestCase {
         let jobs = GeneratedJobs.mixed(count: 50, seed: 21)
         for f in jobs.files { try fixture.drop(f.name, f.bytes) }   // seen by inotify, not by a rescan (60 s)
         XCTAssertTrue(eventually(timeout: 20) { fixture.jobsLeft().isEmpty }, "jobs still queued: \(fixture.jobsLeft().count)")
+        // poolctl submit (link, not rename) is seen at once too, not at the next rescan.
+        let submitted = try run("poolctl", ["--config", fixture.configPath, "submit", "--from", "a@example.org", "--to", "late@example.com"],
+                                stdin: Array("Subject: late\n\nhello\n".utf8))
+        XCTAssertEqual(submitted.status, 0, submitted.err)
+        XCTAssertTrue(eventually(timeout: 5) { fixture.jobsLeft().isEmpty }, "a submitted job waited for the rescan")
         let status = try run("poolctl", ["--config", fixture.configPath, "status", "--json"])
         XCTAssertEqual(status.status, 0)
         let snapshot = try XCTUnwrap(StatusSnapshot.decode(Array(status.out.utf8)), status.out)
@@ -46,11 +51,11 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(snapshot.workers.map(\.host), ["127.0.0.1:\(sink.port)", "127.0.0.1:\(sink.port)"])
         XCTAssertTrue(eventually(timeout: 5) {
             let s = (try? FileSystem.readAll(fixture.spool.statusPath)).flatMap(StatusSnapshot.decode)
-            return s?.workers.reduce(0) { $0 + $1.delivered } == jobs.deliveries.count
+            return s?.workers.reduce(0) { $0 + $1.delivered } == jobs.deliveries.count + 1
         }, "the workers' counters do not add up to what was delivered")
         kill(child.pid, SIGTERM)
         XCTAssertEqual(child.waitForExit(timeout: 15), 0, "SIGTERM: \(child.output.suffix(400))")
-        XCTAssertEqual(Set(try sink.messages().flatMap(\.recipients)).count, Set(jobs.deliveries.map(\.recipient)).count)
+        XCTAssertEqual(Set(try sink.messages().flatMap(\.recipients)).count, Set(jobs.deliveries.map(\.recipient)).count + 1)
         let after = try run("poolctl", ["--config", fixture.configPath, "status", "--json"])
         XCTAssertEqual(StatusSnapshot.decode(Array(after.out.utf8))?.daemon, "stopped")
     }

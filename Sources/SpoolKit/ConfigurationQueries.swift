@@ -27,9 +27,4 @@ extension SiteConfiguration {
         if let pools = listPools[name.uppercased()] { return admin ? pools.admin : pools.posting }
         return defaultListPool ?? .default
     }
-
-    /// The first option that this build does not carry out, named with its line.
-    public var unsupportedFeature: String? {
-        return nil
-    }
 }
