@@ -187,8 +187,7 @@ final class Daemon: @unchecked Sendable {
     /// The first look at the spool: queued jobs oldest first, deferred jobs with the time
     /// their journal gives, and journals whose job is gone removed.
     private func scanSpool() throws -> (queued: Int, deferred: Int) {
-        let existing = Set(((try? FileSystem.names(in: spool.stateDirectory)) ?? []).filter { $0.hasSuffix(".journal") }
-            .map { spool.stateDirectory + "/" + $0 })
+        let existing = spool.journals()
         func journal(_ name: JobName, _ st: FileStatus) -> Journal? {
             let path = spool.journalPath(for: name.fileName, inode: st.inode)
             return existing.contains(path) ? try? Journal(path: path) : nil
@@ -222,10 +221,9 @@ final class Daemon: @unchecked Sendable {
             offers.append((name, path, st.size, due))
             deferredCount += 1
         }
-        for orphan in spool.orphanJournals(live: live) {
-            try? FileSystem.unlink(orphan, missingOK: true)
-        }
-        for path in existing where FileSystem.exists(path) { journals.insert(path) }
+        let orphans = Set(spool.orphans(among: existing, live: live))
+        for orphan in orphans { try? FileSystem.unlink(orphan, missingOK: true) }
+        for path in existing.subtracting(orphans) { journals.insert(path) }
         // In a drain, jobs not yet due are left alone.
         if draining {
             let now = Date().timeIntervalSince1970

@@ -30,7 +30,7 @@ final class RateLimiter: @unchecked Sendable {
     var isActive: Bool { !buckets.isEmpty }
 
     init(_ limits: [RateLimit]) {
-        let now = MonotonicClock.now
+        let now = Deadline.now()
         buckets = limits.map { Bucket($0, now: now) }
     }
 
@@ -38,7 +38,7 @@ final class RateLimiter: @unchecked Sendable {
     func charge(_ bytes: Int, pool: Pool) {
         guard !buckets.isEmpty, bytes > 0 else { return }
         let wait: Double = lock.withLock {
-            let now = MonotonicClock.now
+            let now = Deadline.now()
             var longest = 0.0
             for bucket in buckets where bucket.pools?.contains(pool) ?? true {
                 bucket.tokens = min(bucket.capacity, bucket.tokens + (now - bucket.updated) * bucket.bytesPerSecond)
@@ -49,14 +49,6 @@ final class RateLimiter: @unchecked Sendable {
             return longest
         }
         if wait > 0 { Thread.sleep(forTimeInterval: wait) }
-    }
-}
-
-enum MonotonicClock {
-    static var now: Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
 

@@ -102,12 +102,15 @@ public struct Spool: Sendable {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    /// Journals whose job no longer exists (a crash between unlinking a job and its
-    /// journal), given the set of `<name>.<inode>` stems of jobs that do exist.
-    public func orphanJournals(live: Set<String>) -> [String] {
-        let names = (try? FileSystem.names(in: stateDirectory)) ?? []
-        return names.filter { $0.hasSuffix(".journal") && !live.contains(String($0.dropLast(".journal".count))) }
-            .map { stateDirectory + "/" + $0 }
+    /// The journal files in `.state/` (full paths).
+    public func journals() -> Set<String> {
+        Set(((try? FileSystem.names(in: stateDirectory)) ?? []).filter { $0.hasSuffix(".journal") }.map { stateDirectory + "/" + $0 })
+    }
+
+    /// Of `journals`, those whose job no longer exists (a crash between unlinking a job and
+    /// its journal), given the `<name>.<inode>` stems of jobs that do exist.
+    public func orphans(among journals: Set<String>, live: Set<String>) -> [String] {
+        journals.filter { !live.contains(String($0.dropFirst(stateDirectory.count + 1).dropLast(".journal".count))) }
     }
 
     // MARK: the daemon's lock
