@@ -58,6 +58,7 @@ struct ThrottledMessage: MessageSource {
     let limiter: RateLimiter
     let pool: Pool
     var wireSize: Int64 { reader.wireSize }
+    var unstuffedSize: Int64? { reader.unstuffedSize }
     func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         try reader.stream { chunk in
             limiter.charge(chunk.count, pool: pool)

@@ -182,9 +182,10 @@ public final class SMTPSession {
             let reason = "552 5.3.4 message of \(message.wireSize) bytes exceeds the relay's SIZE limit of \(limit)"
             return envelope.recipients.map { _ in RecipientOutcome(.failed, reason: reason) }
         }
+        let chunk = capabilities.chunking && settings.chunking ? message.unstuffedSize : nil
         var machine = TransactionMachine(envelope: envelope, pipelining: capabilities.pipelining,
                                          size: capabilities.size != nil ? message.wireSize : nil,
-                                         extensions: Set(capabilities.keywords))
+                                         extensions: Set(capabilities.keywords), chunk: chunk)
         guard transport != nil else {
             machine.connectionFailed("not connected to \(host):\(port)")
             return machine.results
@@ -206,7 +207,15 @@ public final class SMTPSession {
             var first = true
             loop: while true {
                 let commands = machine.takeCommands()
-                if !commands.isEmpty || !prefix.isEmpty {
+                if let chunk, commands.last?.hasPrefix("BDAT ") == true {
+                    // The message follows its BDAT command at once (RFC 3030 §2).
+                    step = "sending the message (BDAT)"
+                    try sendChunk(message, size: chunk, after: prefix + commands)
+                    if !prefix.isEmpty {
+                        prefix = []
+                        try expectResetReply()
+                    }
+                } else if !commands.isEmpty || !prefix.isEmpty {
                     try write(prefix + commands, until: .after(t.command))
                     if !prefix.isEmpty {
                         prefix = []
@@ -272,7 +281,7 @@ public final class SMTPSession {
         switch phase {
         case .mail, .rcpt, .finished: return settings.timeouts.command
         case .data: return settings.timeouts.dataInit
-        case .dot: return settings.timeouts.dataDone
+        case .dot, .bdat: return settings.timeouts.dataDone
         }
     }
 
@@ -282,6 +291,7 @@ public final class SMTPSession {
         case .rcpt: return "waiting for the reply to RCPT TO"
         case .data: return "waiting for the reply to DATA"
         case .dot: return "waiting for the reply to the final dot"
+        case .bdat: return "waiting for the reply to BDAT"
         case .finished: return "after the transaction"
         }
     }
@@ -307,6 +317,36 @@ public final class SMTPSession {
         } else {
             try message.stream { chunk in try write(chunk, until: .after(t.dataBlock)) }
             try write(Array(".\r\n".utf8), until: .after(t.dataBlock))
+        }
+    }
+
+    /// `commands` (ending in `BDAT n LAST`) and the message with dot-stuffing undone:
+    /// one write when small, else the commands and then the message chunk by chunk.
+    private func sendChunk(_ message: some MessageSource, size: Int64, after commands: [String]) throws {
+        let t = settings.timeouts
+        var head: [UInt8] = []
+        for c in commands { head += Array(c.utf8) + [13, 10] }
+        var sent: Int64 = 0
+        var atLineStart = true
+        if size <= SMTPSession.coalescedMessageLimit {
+            var buffer = head
+            buffer.reserveCapacity(head.count + Int(size))
+            try message.stream { chunk in
+                DotStuffing.undo(chunk, atLineStart: &atLineStart) { buffer.append(contentsOf: $0); sent += Int64($0.count) }
+            }
+            guard sent == size else { throw TransportError.io("the message changed while it was sent (BDAT \(size), have \(sent))") }
+            try write(buffer, until: .after(t.dataBlock))
+        } else {
+            try write(head, until: .after(t.command))
+            var failure: (any Error)?
+            try message.stream { chunk in
+                try DotStuffing.undo(chunk, atLineStart: &atLineStart) { piece in
+                    do { try write(piece, until: .after(t.dataBlock)) } catch { failure = error; throw error }
+                    sent += Int64(piece.count)
+                }
+            }
+            if let failure { throw failure }
+            guard sent == size else { throw TransportError.io("the message changed while it was sent (BDAT \(size), have \(sent))") }
         }
     }
 

@@ -58,6 +58,9 @@ public struct SessionSettings: Sendable {
     /// A connection idle longer than this is probed with RSET before it is used again,
     /// so a relay that closed it quietly costs a reconnect, not a deferred message.
     public var idleProbeAfter: Double = 10
+    /// Send messages by BDAT (RFC 3030) when the relay offers CHUNKING: MAIL, RCPT and the
+    /// message go without waiting for a 354.
+    public var chunking = true
     public var tls: TLSPolicy = .may
     /// A PEM file of the CAs to verify the relay with (`require`, `smtps`); nil: the system's.
     public var tlsCAFile: String?
@@ -84,6 +87,13 @@ public struct SessionSettings: Sendable {
 public protocol MessageSource {
     var wireSize: Int64 { get }
     func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// The size with dot-stuffing undone, when the source knows it: then the message can
+    /// go by BDAT (RFC 3030) to a relay that offers CHUNKING.
+    var unstuffedSize: Int64? { get }
+}
+
+extension MessageSource {
+    public var unstuffedSize: Int64? { nil }
 }
 
 public struct SessionError: Error, Sendable, CustomStringConvertible {

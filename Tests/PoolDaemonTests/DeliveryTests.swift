@@ -79,6 +79,25 @@ final class DeliveryTests: XCTestCase {
         assertExactlyOnce(jobs, received: received)
     }
 
+    func testARelayOfferingChunkingGetsBDATWithExactBytes() throws {
+        for lockstep in [false, true] {
+            let fixture = try SpoolFixture("bdat")
+            let relay = try RecordingRelay(in: fixture.directory, script: "fault_server.py",
+                                           arguments: ["--ext", "CHUNKING"] + (lockstep ? ["--no-pipelining", "--lockstep-check"] : []))
+            defer { relay.stop() }
+            try fixture.configure(["SMTP_FORWARD_1=2*127.0.0.1:\(relay.port)", "MAXBSMTP=100"])
+            let jobs = GeneratedJobs.mixed(count: 40, seed: 17)
+            for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+            try fixture.drain()
+            XCTAssertEqual(fixture.jobsLeft(), [])
+            XCTAssertNil(relay.file("violations.txt"))
+            let records = try relay.records()
+            XCTAssertTrue(records.allSatisfy { $0.mode == "BDAT" }, "a message went by DATA to a relay offering CHUNKING")
+            let received = records.map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+            assertExactlyOnce(jobs, received: received)
+        }
+    }
+
     func testSmtpSinkWithoutPipeliningStillGetsEverything() throws {
         let fixture = try SpoolFixture("sinkP")
         let sink = try SmtpSink(in: fixture.directory, pipelining: false)

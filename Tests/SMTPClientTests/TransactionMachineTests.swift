@@ -110,4 +110,27 @@ final class TransactionMachineTests: XCTestCase {
         var m = TransactionMachine(envelope: env, pipelining: true, size: 1234, extensions: ["8BITMIME"])
         XCTAssertEqual(m.takeCommands(), ["MAIL FROM:<> SIZE=1234 BODY=8BITMIME", "RCPT TO:<a@b.c>", "DATA"])
     }
+
+    func testWithChunkingTheMessageFollowsBDATLastInTheSameGroup() {
+        var m = TransactionMachine(envelope: envelope(2), pipelining: true, size: nil, extensions: ["CHUNKING"], chunk: 1234)
+        XCTAssertEqual(m.takeCommands(), ["MAIL FROM:<list@example.org>", "RCPT TO:<r1@example.com>", "RCPT TO:<r2@example.com>", "BDAT 1234 LAST"])
+        XCTAssertEqual(m.receive(ok), .needReply)
+        XCTAssertEqual(m.receive(ok), .needReply)
+        XCTAssertEqual(m.receive(SMTPReply(550, "5.1.1 no")), .needReply)
+        XCTAssertEqual(m.receive(SMTPReply(250, "2.0.0 queued")), .finished)
+        XCTAssertEqual(m.results.map(\.kind), [.delivered, .failed])
+    }
+
+    func testDotStuffingIsUndoneAcrossAnyChunkBoundary() {
+        let stuffed = Array("..one\r\ntwo.\r\n...three\r\n.\r\n\r\n.x".utf8)
+        let expected = Array(".one\r\ntwo.\r\n..three\r\n\r\n\r\nx".utf8)
+        for cut in 0...stuffed.count {
+            var out: [UInt8] = []
+            var atLineStart = true
+            for piece in [stuffed[..<cut], stuffed[cut...]] {
+                Array(piece).withUnsafeBytes { DotStuffing.undo($0, atLineStart: &atLineStart) { out += $0 } }
+            }
+            XCTAssertEqual(out, expected, "cut at \(cut)")
+        }
+    }
 }

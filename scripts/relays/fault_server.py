@@ -151,6 +151,7 @@ class Server:
             "seq": self.seq,
             "pid": self.pid,
             "size": len(data),
+            "mode": txn["mode"],   # "DATA" or "BDAT"
         }
         tmp = os.path.join(self.out, "." + name + ".tmp")
         with open(tmp, "w") as f:

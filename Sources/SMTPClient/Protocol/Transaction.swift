@@ -61,7 +61,7 @@ public struct RecipientOutcome: Equatable, Sendable, CustomStringConvertible {
 }
 
 public struct TransactionMachine: Sendable {
-    public enum Phase: Sendable, Equatable { case mail, rcpt(Int), data, dot, finished }
+    public enum Phase: Sendable, Equatable { case mail, rcpt(Int), data, bdat, dot, finished }
 
     public enum Event: Sendable, Equatable {
         /// Wait for more replies (and send what `takeCommands()` gives).
@@ -90,7 +90,9 @@ public struct TransactionMachine: Sendable {
 
     /// `size`: the message's size for the SIZE parameter (when the relay offers SIZE).
     /// `extensions`: the relay's EHLO keywords; parameters of extensions it lacks are dropped.
-    public init(envelope: Envelope, pipelining: Bool, size: Int64?, extensions: Set<String>) {
+    /// `chunk`: the message's unstuffed size when it goes by `BDAT n LAST` (CHUNKING,
+    /// RFC 3030) instead of DATA; the data follows the BDAT command with no wait for 354.
+    public init(envelope: Envelope, pipelining: Bool, size: Int64?, extensions: Set<String>, chunk: Int64? = nil) {
         self.envelope = envelope
         self.pipelining = pipelining
         outcomes = Array(repeating: nil, count: envelope.recipients.count)
@@ -103,7 +105,11 @@ public struct TransactionMachine: Sendable {
             for p in r.parameters where TransactionMachine.keep(p, extensions) { rcpt += " " + p }
             unsent.append((.rcpt(i), rcpt))
         }
-        unsent.append((.data, "DATA"))
+        if let chunk {
+            unsent.append((.bdat, "BDAT \(chunk) LAST"))
+        } else {
+            unsent.append((.data, "DATA"))
+        }
     }
 
     /// Parameters the relay can take: those of extensions it advertised, and unknown ones.
@@ -164,8 +170,8 @@ public struct TransactionMachine: Sendable {
             } else {
                 outcomes[i] = RecipientOutcome(reply.isPermanent ? .failed : .deferred, reply: reply)
             }
-            if !pipelining && accepted.isEmpty && unsent.first.map({ $0.0 == .data }) == true {
-                unsent.removeAll()  // nobody to send to: no DATA
+            if !pipelining && accepted.isEmpty && unsent.first.map({ $0.0 == .data || $0.0 == .bdat }) == true {
+                unsent.removeAll()  // nobody to send to: no DATA or BDAT
             }
         case .data:
             if reply.code == 354 {
@@ -175,6 +181,9 @@ public struct TransactionMachine: Sendable {
             }
             dataRefused = true
             for i in accepted { outcomes[i] = RecipientOutcome(reply.isPermanent ? .failed : .deferred, reply: reply) }
+        case .bdat:
+            // BDAT ... LAST's reply is the final one: it decides the accepted recipients.
+            return receiveFinal(reply)
         case .dot, .finished:
             return receiveFinal(reply)
         }

@@ -36,6 +36,12 @@ public struct Transaction: Sendable {
     /// The message's size on the wire: dot-stuffed as in the file, every line ending in CRLF,
     /// without the final `.` line.
     public var wireSize: Int64
+    /// Message lines that start with a dot: each carries one stuffing dot that BDAT
+    /// (RFC 3030), which sends the message as it is, leaves out.
+    public var stuffedLines: Int64 = 0
+
+    /// The message's size with dot-stuffing undone (what BDAT announces).
+    public var unstuffedSize: Int64 { wireSize - stuffedLines }
 
     public var isNullSender: Bool { sender.isEmpty }
 }

@@ -123,6 +123,7 @@ public enum BSMTPReader {
                     state = .betweenTransactions
                 } else {
                     current!.wireSize += Int64(content + 2)
+                    if messageLineLength > 0 && messageLineFirst == UInt8(ascii: ".") { current!.stuffedLines += 1 }
                 }
                 messageLineLength = 0
             } else {

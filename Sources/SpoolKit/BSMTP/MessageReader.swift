@@ -12,6 +12,8 @@ public struct MessageReader {
     public let start: Int64
     public let end: Int64
     public let wireSize: Int64
+    /// The size with dot-stuffing undone.
+    public let unstuffedSize: Int64?
     /// The whole job, when it was small enough to be read once (`BSMTPReader.load`).
     public let bytes: [UInt8]?
 
@@ -20,6 +22,7 @@ public struct MessageReader {
         self.start = transaction.messageStart
         self.end = transaction.messageEnd
         self.wireSize = transaction.wireSize
+        self.unstuffedSize = transaction.unstuffedSize
         self.bytes = bytes
     }
 

@@ -169,6 +169,8 @@ final class RecordingRelay {
         var mail_from: String
         var rcpt_tos: [String]
         var data_b64: String
+        /// "DATA" or "BDAT" (the fault server says; aiosmtpd does not).
+        var mode: String?
         var data: [UInt8] { [UInt8](Data(base64Encoded: data_b64) ?? Data()) }
     }
 
