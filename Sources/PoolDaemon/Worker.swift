@@ -186,8 +186,9 @@ final class Worker: @unchecked Sendable {
                 $0.connections += 1
                 $0.peer = route.session.peer
                 $0.pipelining = route.session.capabilities.pipelining
+                $0.tls = route.session.tlsDescription.map { $0 + (route.session.tlsVerified ? " (verified)" : " (not verified)") }
             }
-            Log.info("worker \(spec.id): connected to \(route.session.peer) (\(route.session.capabilities.pipelining ? "PIPELINING" : "no PIPELINING"))")
+            Log.info("worker \(spec.id): connected to \(route.session.peer) (\(route.session.capabilities.pipelining ? "PIPELINING" : "no PIPELINING")\(route.session.capabilities.chunking ? ", CHUNKING" : "")\(route.session.tlsDescription.map { ", " + $0 } ?? ""))")
             return true
         } catch {
             route.downUntil = clock().timeIntervalSince1970 + route.backoff

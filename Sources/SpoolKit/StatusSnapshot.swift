@@ -26,6 +26,8 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     /// Message bytes (wire form) of the transactions a relay accepted.
     public var bytes: Int64 = 0
     public var lastError: String?
+    /// The connection's TLS, e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384 (verified)"; nil when plain.
+    public var tls: String?
 
     public init(id: Int, host: String, pools: String, state: State) {
         self.id = id
@@ -37,7 +39,7 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, host, pools, state, job, since, peer, pipelining, delivered, deferred, failed, quarantined, connections
         case connectionFailures = "connection_failures"
-        case jobs, bytes
+        case jobs, bytes, tls
         case lastError = "last_error"
     }
 
@@ -61,6 +63,7 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
         jobs = try c.decodeIfPresent(Int.self, forKey: .jobs) ?? 0
         bytes = try c.decodeIfPresent(Int64.self, forKey: .bytes) ?? 0
         lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+        tls = try c.decodeIfPresent(String.self, forKey: .tls)
     }
 }
 

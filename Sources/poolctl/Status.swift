@@ -105,6 +105,9 @@ enum Status {
             workers.append(row)
         }
         out += table(workers, rightAligned: [0, 5, 6, 7, 8])
+        for w in s.workers {
+            if let tls = w.tls { out.append("worker \(w.id): \(w.peer ?? w.host) over \(tls)") }
+        }
         for w in s.workers where w.state == .down {
             if let e = w.lastError { out.append("worker \(w.id) down: \(e)") }
         }

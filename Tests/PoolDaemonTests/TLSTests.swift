@@ -86,9 +86,11 @@ final class TLSTests: XCTestCase {
         defer { relay.stop() }
         try fixture.configure(["SMTP_FORWARD_1=localhost:\(relay.port);TLS=require;TLS_CA=\(certs.ca)"] + quick)
         try fixture.drop("A1.MAIL", job("verified"))
-        try fixture.drain()
+        let daemon = try fixture.drain()
         XCTAssertEqual(fixture.jobsLeft(), [])
         XCTAssertEqual(fixture.deferredJobs(), [])
+        let shown = daemon.board.all.first?.tls ?? "none"
+        XCTAssertTrue(shown.hasPrefix("TLSv1.") && shown.hasSuffix("(verified)"), "status shows \(shown)")
         let records = try rawRecords(relay)
         XCTAssertEqual(records.count, 1)
         XCTAssertEqual(records.first?["rcpt_tos"] as? [String], ["a@example.com", "b@example.net"])

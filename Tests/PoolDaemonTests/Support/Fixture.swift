@@ -37,7 +37,8 @@ final class SpoolFixture {
     }
 
     /// Runs `poold --drain` in this process and returns when it ends.
-    func drain(timeout: Double = 120, clock: @escaping @Sendable () -> Date = { Date() }) throws {
+    @discardableResult
+    func drain(timeout: Double = 120, clock: @escaping @Sendable () -> Date = { Date() }) throws -> Daemon {
         let daemon = Daemon(config: try configuration(), draining: true, clock: clock)
         try daemon.start()
         let done = DispatchSemaphore(value: 0)
@@ -47,6 +48,7 @@ final class SpoolFixture {
             _ = done.wait(timeout: .now() + 30)
             throw MissingTool(description: "drain did not finish within \(timeout) s")
         }
+        return daemon
     }
 
     /// Starts the daemon (watching the spool) in this process.
