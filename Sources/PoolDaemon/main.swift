@@ -19,9 +19,18 @@ SMTP_FORWARD_n lines of FILE, and keeps watching the spool.
   --verbose       debug lines too
   --help          this text
 
+signals: SIGHUP re-reads FILE (a bad file is reported and the old one kept);
+SIGTERM and SIGINT finish the transactions in hand and exit 0. Under systemd
+(NOTIFY_SOCKET set) poold sends READY=1, STATUS=, WATCHDOG=1 and STOPPING=1.
+poolctl steers a running poold (pause, hold, flush, reload, ...): see poolctl --help.
+
+exit status: 0 done; 1 cannot start (spool, lock, control socket, RUN_AS); 64 bad usage;
+78 bad configuration (the message names the file and line).
+
 examples:
   poold --config /etc/poold/poold.cfg
-  poold --config /etc/poold/poold.cfg --drain
+  poold --config /etc/poold/poold.cfg --drain      # from cron
+  kill -HUP $(cat /var/spool/poold/.poold.lock)    # reload
 """
 
 var configPath: String?
