@@ -75,6 +75,21 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(running.stop(), 0)
     }
 
+    /// For cron on a host whose link is down: the drain does not sit out the back-off.
+    func testADrainWhoseRelayIsUnreachableEndsAtOnceAndLosesNothing() throws {
+        let fixture = try SpoolFixture("unreachable")
+        try fixture.configure(["SMTP_FORWARD_1=2*127.0.0.1:\(freePort())", "SMTP_CONNECT_TIMEOUT=2s"])
+        let jobs = GeneratedJobs.mixed(count: 50, seed: 1)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        let started = Date()
+        try fixture.drain(timeout: 30)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        let deferred = fixture.deferredJobs().count
+        XCTAssertGreaterThan(deferred, 0, "the jobs tried are deferred")
+        XCTAssertLessThanOrEqual(deferred, 2, "one try per worker: the rest wait for the next run")
+        XCTAssertEqual(fixture.jobsLeft().count + deferred, 50, "every job is still in the spool")
+    }
+
     func testABadConfigurationIsRefusedNamingFileAndLine() throws {
         let fixture = try SpoolFixture("badcfg")
         try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:25", "MAXBSMTP=zero"])
