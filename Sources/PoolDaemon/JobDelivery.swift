@@ -59,25 +59,29 @@ struct JobDelivery {
     }
 
     /// `shouldStop` is asked between transactions: the daemon stops, or the worker's window
-    /// closed; the transaction in hand is always finished first.
-    func attempt(_ job: QueuedJob, session: SMTPSession, reconnect: () -> Bool, shouldStop: () -> Bool) -> AttemptResult {
+    /// closed; the transaction in hand is always finished first. `completion` gets the
+    /// result exactly once. With `overlap`, the job's last transaction may go by
+    /// `sendOverlapped`: then `completion` runs later, when the relay has answered its final
+    /// dot (during the worker's next transaction, or when it settles its session).
+    func attempt(_ job: QueuedJob, session: SMTPSession, reconnect: () -> Bool, shouldStop: () -> Bool,
+                 overlap: Bool = false, completion: @escaping (AttemptResult) -> Void) {
         let path = job.path
         let status: FileStatus
         do {
             status = try FileSystem.status(path)
         } catch {
-            return AttemptResult(disposition: .vanished)
+            return completion(AttemptResult(disposition: .vanished))
         }
         let parsed: BSMTPJob
         let bytes: [UInt8]?
         do {
             (parsed, bytes) = try BSMTPReader.load(path: path)
         } catch let error as BSMTPError {
-            return quarantine(job, reason: error.description)
+            return completion(quarantine(job, reason: error.description))
         } catch {
-            if (error as? SystemError)?.isNotFound == true { return AttemptResult(disposition: .vanished) }
+            if (error as? SystemError)?.isNotFound == true { return completion(AttemptResult(disposition: .vanished)) }
             Log.error("\(job.name): cannot read: \(error); will try again")
-            return AttemptResult(disposition: .deferred(path: path, due: clock() + settings.retrySchedule[0]))
+            return completion(AttemptResult(disposition: .deferred(path: path, due: clock() + settings.retrySchedule[0])))
         }
         var journal: Journal
         let journalPath = spool.journalPath(for: job.name.fileName, inode: status.inode)
@@ -86,7 +90,7 @@ struct JobDelivery {
             journal = journals.contains(journalPath) ? try Journal(path: journalPath) : Journal(absentAt: journalPath)
         } catch {
             Log.error("\(job.name): cannot read its journal: \(error); will try again")
-            return AttemptResult(disposition: .deferred(path: path, due: clock() + settings.retrySchedule[0]))
+            return completion(AttemptResult(disposition: .deferred(path: path, due: clock() + settings.retrySchedule[0])))
         }
 
         var result = AttemptResult(disposition: .finished)
@@ -97,40 +101,8 @@ struct JobDelivery {
         let now = clock()
         let expired = journal.firstAttempt.map { now - $0 > settings.queueLifetime } ?? false
 
-        var c = 0
-        while c < chunks.count {
-            let chunk = chunks[c]
-            c += 1
-            // Decisions of the previous transaction go to disk before the next one starts.
-            if !pending.isEmpty {
-                do {
-                    try journal.append(pending)
-                    pending.removeAll()
-                } catch {
-                    Log.error("\(job.name): cannot write its journal: \(error); stopping this attempt")
-                    interrupted = true
-                    break
-                }
-            }
-            if shouldStop() { interrupted = true; break }
-            if !session.isOpen && !reconnect() {
-                for i in chunk.members { deferredNow[RecipientKey(chunk.transaction, i)] = "relay \(session.host):\(session.port) unreachable" }
-                continue
-            }
-            let tx = parsed.transactions[chunk.transaction]
-            let envelope = Envelope(
-                sender: tx.sender, senderParameters: tx.senderParameters,
-                recipients: chunk.members.map { EnvelopeRecipient(address: tx.recipients[$0].address, parameters: tx.recipients[$0].parameters) })
-            let reader = MessageReader(path: path, transaction: tx, bytes: bytes)
-            let outcomes: [RecipientOutcome]
-            if limiter.isActive {
-                // The envelope's commands count too (roughly: each line as written).
-                limiter.charge(envelope.recipients.reduce(tx.sender.utf8.count + 40) { $0 + $1.address.utf8.count + 14 }, pool: job.name.pool)
-                outcomes = session.send(envelope, message: ThrottledMessage(reader: reader, limiter: limiter, pool: job.name.pool))
-            } else {
-                outcomes = session.send(envelope, message: reader)
-            }
-
+        /// Takes one transaction's outcomes: decisions, deferrals, DSNs, 452 retries, the log line.
+        func absorb(_ chunk: Chunk, _ tx: Transaction, _ outcomes: [RecipientOutcome]) {
             var accepted = 0, deferred = 0, failed = 0
             var retry: [Int] = []
             var failures: [(Recipient, RecipientOutcome)] = []
@@ -181,61 +153,109 @@ struct JobDelivery {
             log?.write(line)
         }
 
-        // A journal written during this attempt must be found by the next one.
-        if journal.exists { journals.insert(journalPath) }
-        if interrupted {
-            try? journal.append(pending)
+        /// The end of the attempt: the job leaves the spool, or waits in deferred/, or goes back.
+        func conclude() -> AttemptResult {
+            // A journal written during this attempt must be found by the next one.
             if journal.exists { journals.insert(journalPath) }
-            result.disposition = .interrupted
-            return result
-        }
-        if deferredNow.isEmpty {
-            // Everything is decided: the job leaves the spool; its journal after it.
-            do {
-                try spool.finish(path: path, journal: journal.exists ? journalPath : nil)
-                journals.remove(journalPath)
-            } catch {
+            if interrupted {
                 try? journal.append(pending)
                 if journal.exists { journals.insert(journalPath) }
-                Log.error("\(job.name): delivered but cannot remove the job file: \(error)")
                 result.disposition = .interrupted
+                return result
+            }
+            if deferredNow.isEmpty {
+                // Everything is decided: the job leaves the spool; its journal after it.
+                do {
+                    try spool.finish(path: path, journal: journal.exists ? journalPath : nil)
+                    journals.remove(journalPath)
+                } catch {
+                    try? journal.append(pending)
+                    if journal.exists { journals.insert(journalPath) }
+                    Log.error("\(job.name): delivered but cannot remove the job file: \(error)")
+                    result.disposition = .interrupted
+                }
+                return result
+            }
+            if expired {
+                Log.warning("\(job.name): \(deferredNow.count) recipient(s) deferred past QUEUE_LIFETIME; failing them")
+                // The DSN path treats them as failed with their last reply.
+                var failures: [Int: [(Recipient, RecipientOutcome)]] = [:]
+                for (key, reply) in deferredNow {
+                    let outcome = RecipientOutcome(.failed, reason: "delivery time expired; last reply: \(reply)")
+                    failures[key.transaction, default: []].append((parsed.transactions[key.transaction].recipients[key.recipient], outcome))
+                }
+                do {
+                    for (t, list) in failures {
+                        try self.failures.report(job: job.name, path: path, transaction: parsed.transactions[t], failures: list, relay: session.peer)
+                    }
+                    try spool.finish(path: path, journal: journal.exists ? journalPath : nil)
+                    journals.remove(journalPath)
+                    result.failed += deferredNow.count
+                    result.deferred -= deferredNow.count
+                    return result
+                } catch {
+                    Log.error("\(job.name): cannot fail expired recipients: \(error)")
+                }
+            }
+            // Some recipients wait for a retry.
+            let due = now + settings.retrySchedule[min(journal.attempts, settings.retrySchedule.count - 1)]
+            do {
+                try journal.append(pending + deferredNow.sorted { $0.key < $1.key }.map { .init(.deferred, $0.key, reply: $0.value) })
+                try journal.recordAttempt(at: now, next: due)
+                journals.insert(journalPath)
+                let newPath = try spool.moveToDeferred(path: path, name: job.name.fileName)
+                result.disposition = .deferred(path: newPath, due: due)
+            } catch {
+                Log.error("\(job.name): cannot record its deferral: \(error)")
+                result.disposition = .deferred(path: path, due: due)
             }
             return result
         }
-        if expired {
-            Log.warning("\(job.name): \(deferredNow.count) recipient(s) deferred past QUEUE_LIFETIME; failing them")
-            // The DSN path treats them as failed with their last reply.
-            var failures: [Int: [(Recipient, RecipientOutcome)]] = [:]
-            for (key, reply) in deferredNow {
-                let outcome = RecipientOutcome(.failed, reason: "delivery time expired; last reply: \(reply)")
-                failures[key.transaction, default: []].append((parsed.transactions[key.transaction].recipients[key.recipient], outcome))
-            }
-            do {
-                for (t, list) in failures {
-                    try self.failures.report(job: job.name, path: path, transaction: parsed.transactions[t], failures: list, relay: session.peer)
+
+        var c = 0
+        while c < chunks.count {
+            let chunk = chunks[c]
+            c += 1
+            // Decisions of the previous transaction go to disk before the next one starts.
+            if !pending.isEmpty {
+                do {
+                    try journal.append(pending)
+                    pending.removeAll()
+                } catch {
+                    Log.error("\(job.name): cannot write its journal: \(error); stopping this attempt")
+                    interrupted = true
+                    break
                 }
-                try spool.finish(path: path, journal: journal.exists ? journalPath : nil)
-                journals.remove(journalPath)
-                result.failed += deferredNow.count
-                result.deferred -= deferredNow.count
-                return result
-            } catch {
-                Log.error("\(job.name): cannot fail expired recipients: \(error)")
+            }
+            if shouldStop() { interrupted = true; break }
+            if !session.isOpen && !reconnect() {
+                for i in chunk.members { deferredNow[RecipientKey(chunk.transaction, i)] = "relay \(session.host):\(session.port) unreachable" }
+                continue
+            }
+            let tx = parsed.transactions[chunk.transaction]
+            let envelope = Envelope(
+                sender: tx.sender, senderParameters: tx.senderParameters,
+                recipients: chunk.members.map { EnvelopeRecipient(address: tx.recipients[$0].address, parameters: tx.recipients[$0].parameters) })
+            let reader = MessageReader(path: path, transaction: tx, bytes: bytes)
+            if limiter.isActive {
+                // The envelope's commands count too (roughly: each line as written).
+                limiter.charge(envelope.recipients.reduce(tx.sender.utf8.count + 40) { $0 + $1.address.utf8.count + 14 }, pool: job.name.pool)
+                absorb(chunk, tx, session.send(envelope, message: ThrottledMessage(reader: reader, limiter: limiter, pool: job.name.pool)))
+            } else if overlap && c == chunks.count && session.canOverlap(reader) {
+                // The last transaction: its final dot goes with the next job's envelope.
+                session.sendOverlapped(envelope, message: reader) { outcomes in
+                    absorb(chunk, tx, outcomes)
+                    // A 452 left recipients for another transaction: the job goes back to
+                    // the front of the queue with its decisions journaled, and is taken again.
+                    if c < chunks.count { interrupted = true }
+                    completion(conclude())
+                }
+                return
+            } else {
+                absorb(chunk, tx, session.send(envelope, message: reader))
             }
         }
-        // Some recipients wait for a retry.
-        let due = now + settings.retrySchedule[min(journal.attempts, settings.retrySchedule.count - 1)]
-        do {
-            try journal.append(pending + deferredNow.sorted { $0.key < $1.key }.map { .init(.deferred, $0.key, reply: $0.value) })
-            try journal.recordAttempt(at: now, next: due)
-            journals.insert(journalPath)
-            let newPath = try spool.moveToDeferred(path: path, name: job.name.fileName)
-            result.disposition = .deferred(path: newPath, due: due)
-        } catch {
-            Log.error("\(job.name): cannot record its deferral: \(error)")
-            result.disposition = .deferred(path: path, due: due)
-        }
-        return result
+        completion(conclude())
     }
 
     private func quarantine(_ job: QueuedJob, reason: String) -> AttemptResult {

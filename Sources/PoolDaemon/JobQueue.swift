@@ -180,17 +180,31 @@ final class JobQueue: @unchecked Sendable {
             if !keepWaiting() { return .recheck }
             let now = clock()
             promoteDue(now: now)
-            if let (pool, lane) = pick(worker: worker, pools: pools, now: now),
-               let job = lanes[pool]![lane]!.popFirst() {
-                let total = laneTotals[pool]!
-                laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
-                inHand[job.path] = job
-                return .job(job)
-            }
+            if let job = popNext(worker: worker, pools: pools, now: now) { return .job(job) }
             if draining && inHand.isEmpty { return .finished }
             let nextDue = timetable.first.map { $0.due - now } ?? 1
             condition.wait(until: Date(timeIntervalSinceNow: max(0.01, min(nextDue, 1))))
         }
+    }
+
+    /// A job `worker` may take right now, without waiting.
+    func tryTake(worker: Int, serving pools: PoolSet) -> QueuedJob? {
+        locked {
+            if stopping { return nil }
+            let now = clock()
+            promoteDue(now: now)
+            return popNext(worker: worker, pools: pools, now: now)
+        }
+    }
+
+    /// Takes the job `pick` chooses out of its lane and into hand (lock held).
+    private func popNext(worker: Int, pools: PoolSet, now: Double) -> QueuedJob? {
+        guard let (pool, lane) = pick(worker: worker, pools: pools, now: now),
+              let job = lanes[pool]![lane]!.popFirst() else { return nil }
+        let total = laneTotals[pool]!
+        laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
+        inHand[job.path] = job
+        return job
     }
 
     /// The job left the spool (delivered, bounced, quarantined or vanished).

@@ -92,6 +92,7 @@ final class Worker: @unchecked Sendable {
         while !isStopping {
             if isPaused {
                 queue.setAvailable(spec.id, false)
+                settleSessions(primary, failover)
                 board.update(spec.id) { $0.state = .paused; $0.job = nil }
                 if draining { break }
                 Thread.sleep(forTimeInterval: 0.2)
@@ -102,6 +103,7 @@ final class Worker: @unchecked Sendable {
             let routes = [open ? primary : nil, failover].compactMap { $0 }
             guard let route = routes.first(where: { now >= $0.downUntil }) else {
                 // Nothing to send to now: closed (outside every window, no failover) or down.
+                settleSessions(primary, failover)
                 queue.setAvailable(spec.id, false)
                 if !open { primary.session.close() }
                 board.update(spec.id) { $0.state = open ? .down : .closed; $0.job = nil }
@@ -112,10 +114,20 @@ final class Worker: @unchecked Sendable {
             queue.setAvailable(spec.id, true)
             board.update(spec.id) { if $0.state != .idle { $0.state = .idle; $0.lastError = nil } }
             let job: QueuedJob
-            switch queue.take(worker: spec.id, serving: spec.settings.pools, keepWaiting: { !isStopping && !isPaused && isOpenNow == open }) {
-            case .job(let taken): job = taken
-            case .finished: return finish(primary, failover)
-            case .recheck: continue
+            if primary.session.hasHeldTransaction || failover?.session.hasHeldTransaction == true {
+                // A final dot waits to go with the next envelope: take a job only if one is
+                // there now; never wait with it held back.
+                guard let taken = queue.tryTake(worker: spec.id, serving: spec.settings.pools) else {
+                    settleSessions(primary, failover)
+                    continue
+                }
+                job = taken
+            } else {
+                switch queue.take(worker: spec.id, serving: spec.settings.pools, keepWaiting: { !isStopping && !isPaused && isOpenNow == open }) {
+                case .job(let taken): job = taken
+                case .finished: return finish(primary, failover)
+                case .recheck: continue
+                }
             }
             board.update(spec.id) { $0.state = .busy; $0.job = job.name.fileName; $0.since = now }
             // The route in use: the first that connects, trying the next when one cannot.
@@ -130,7 +142,7 @@ final class Worker: @unchecked Sendable {
             guard let chosen else {
                 if draining {
                     // A drain tries each job once: no relay now means deferred.
-                    settle(job, delivery.attempt(job, session: primary.session, reconnect: { false }, shouldStop: { false }))
+                    delivery.attempt(job, session: primary.session, reconnect: { false }, shouldStop: { false }) { self.settle(job, $0) }
                 } else {
                     queue.putBack(job)
                 }
@@ -138,12 +150,17 @@ final class Worker: @unchecked Sendable {
             }
             board.update(spec.id) { $0.peer = chosen.session.peer }
             let onPrimary = chosen === primary
-            let result = delivery.attempt(job, session: chosen.session, reconnect: { connect(chosen) }, shouldStop: {
+            delivery.attempt(job, session: chosen.session, reconnect: { connect(chosen) }, shouldStop: {
                 isStopping || isPaused || daemonStopping() || (onPrimary && !isOpenNow)
-            })
-            settle(job, result)
+            }, overlap: true) { self.settle(job, $0) }
         }
         finish(primary, failover)
+    }
+
+    /// Sends any final dot held back for the next envelope and takes its reply.
+    private func settleSessions(_ primary: Route, _ failover: Route?) {
+        primary.session.settle()
+        failover?.session.settle()
     }
 
     private func finish(_ primary: Route, _ failover: Route?) {
@@ -171,8 +188,12 @@ final class Worker: @unchecked Sendable {
             case .finished, .quarantined: $0.jobs += 1
             default: break
             }
-            $0.state = .idle
-            $0.job = nil
+            // A job whose final dot went with the next envelope ends while the worker is
+            // already on that next job: only the job it reports on is cleared.
+            if $0.job == job.name.fileName {
+                $0.state = .idle
+                $0.job = nil
+            }
             if case .quarantined = result.disposition { $0.quarantined += 1 }
         }
     }

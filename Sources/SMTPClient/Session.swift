@@ -19,7 +19,7 @@ public final class SMTPSession {
     /// The greeting's text, for status.
     public private(set) var greeting: SMTPReply?
     /// Transactions attempted on this connection.
-    public private(set) var transactionCount = 0
+    public internal(set) var transactionCount = 0
     /// The remote address actually connected to.
     public var peer: String { transport?.socket.peer ?? "\(host):\(port)" }
     public var isOpen: Bool { transport != nil }
@@ -36,8 +36,10 @@ public final class SMTPSession {
 
     var transport: (any Transport)?
     var parser = ReplyParser()
-    private var needsReset = false
-    private var lastUsed = 0.0
+    var needsReset = false
+    /// A transaction whose final dot waits to go out with the next envelope (`sendOverlapped`).
+    var held: HeldTransaction?
+    var lastUsed = 0.0
     private var readBuffer = [UInt8](repeating: 0, count: 16384)
     /// Kept across reconnects: loading a CA store is not free.
     var tlsContext: TLSContext?
@@ -150,6 +152,7 @@ public final class SMTPSession {
     /// Is the connection still worth using? A relay that closed it or said 421 while we
     /// were idle is noticed here, before a transaction is spent on it.
     public func checkAlive() -> Bool {
+        if held != nil { return true }  // in use right now: its next write carries a final dot
         guard let transport else { return false }
         if (try? transport.socket.wait(for: Int16(POLLIN), until: Deadline(seconds: 0))) != false {
             // Readable while idle: EOF or an unsolicited 421 — or, over TLS, a record that
@@ -178,6 +181,7 @@ public final class SMTPSession {
     /// Sends one transaction and returns an outcome per recipient, in order. Never throws:
     /// a connection failure defers whatever it left undecided and closes the connection.
     public func send(_ envelope: Envelope, message: some MessageSource) -> [RecipientOutcome] {
+        settle()
         if let limit = capabilities.size, limit > 0, message.wireSize > limit {
             let reason = "552 5.3.4 message of \(message.wireSize) bytes exceeds the relay's SIZE limit of \(limit)"
             return envelope.recipients.map { _ in RecipientOutcome(.failed, reason: reason) }
@@ -258,6 +262,7 @@ public final class SMTPSession {
 
     /// Says QUIT (waiting briefly for the reply) and closes.
     public func close() {
+        settle()
         guard let transport else { return }
         let wait = min(settings.timeouts.command, 5)
         try? write(["QUIT"], until: .after(wait))
@@ -267,7 +272,10 @@ public final class SMTPSession {
     }
 
     /// Drops the connection without QUIT.
-    public func abandon() { transport = nil }
+    public func abandon() {
+        failHeld("connection abandoned before the relay answered the final dot")
+        transport = nil
+    }
 
     // MARK: - the byte loop
 
@@ -277,7 +285,7 @@ public final class SMTPSession {
         needsReset = false
     }
 
-    private func timeout(for phase: TransactionMachine.Phase) -> Double {
+    func timeout(for phase: TransactionMachine.Phase) -> Double {
         switch phase {
         case .mail, .rcpt, .finished: return settings.timeouts.command
         case .data: return settings.timeouts.dataInit
@@ -285,7 +293,7 @@ public final class SMTPSession {
         }
     }
 
-    private func describe(_ phase: TransactionMachine.Phase) -> String {
+    func describe(_ phase: TransactionMachine.Phase) -> String {
         switch phase {
         case .mail: return "waiting for the reply to MAIL FROM"
         case .rcpt: return "waiting for the reply to RCPT TO"
@@ -360,7 +368,7 @@ public final class SMTPSession {
         try write(bytes, until: deadline)
     }
 
-    private func write(_ bytes: [UInt8], until deadline: Deadline) throws {
+    func write(_ bytes: [UInt8], until deadline: Deadline) throws {
         try bytes.withUnsafeBytes { try write($0, until: deadline) }
     }
 

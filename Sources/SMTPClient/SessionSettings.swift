@@ -61,6 +61,8 @@ public struct SessionSettings: Sendable {
     /// Send messages by BDAT (RFC 3030) when the relay offers CHUNKING: MAIL, RCPT and the
     /// message go without waiting for a 354.
     public var chunking = true
+    /// Send the next transaction's envelope with the previous final dot (`sendOverlapped`).
+    public var overlapTransactions = true
     public var tls: TLSPolicy = .may
     /// A PEM file of the CAs to verify the relay with (`require`, `smtps`); nil: the system's.
     public var tlsCAFile: String?

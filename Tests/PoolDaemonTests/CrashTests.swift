@@ -1,6 +1,6 @@
 // kill -9 at random instants while poold delivers a few hundred jobs to a recording relay,
 // restart, repeat; then check the promise of SpoolKit/README.md: nothing lost, and no
-// more duplicates than the transactions in flight at the kills (one per worker per kill).
+// more duplicates than the transactions in flight at the kills (two per worker per kill).
 
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -55,6 +55,8 @@ final class CrashTests: XCTestCase {
         print("crash test: \(kills) kills, \(jobs.deliveries.count) recipients, lost \(lost), duplicated transactions \(duplicatedTransactions), duplicated recipients \(duplicatedRecipients)")
         XCTAssertGreaterThanOrEqual(kills, 3, "the spool emptied before poold could be killed often enough")
         XCTAssertEqual(lost, 0, "recipients lost")
-        XCTAssertLessThanOrEqual(duplicatedTransactions, kills * workers, "more duplicates than transactions in flight")
+        // With PIPELINING across transactions a worker has at most two in flight: the one
+        // whose final dot waits for its reply, and the next.
+        XCTAssertLessThanOrEqual(duplicatedTransactions, kills * workers * 2, "more duplicates than transactions in flight")
     }
 }

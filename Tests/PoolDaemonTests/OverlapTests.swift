@@ -1,0 +1,65 @@
+// PIPELINING across transactions against the scripted relay that checks RFC 2920's
+// grouping rules: the message and final dot of one transaction go in the same write as the
+// next MAIL, RCPT and DATA, the first transaction's outcome arrives during the second
+// send, and nothing breaks the rules or arrives twice.
+
+import Foundation
+import XCTest
+import SMTPClient
+import SpoolKit
+
+final class OverlapTests: XCTestCase {
+    struct Message: MessageSource {
+        var bytes: [UInt8]
+        var wireSize: Int64 { Int64(bytes.count) }
+        func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws { try bytes.withUnsafeBytes { try sink($0) } }
+    }
+
+    func testTheFirstTransactionIsDecidedDuringTheSecondSend() throws {
+        let dir = try makeTemporaryDirectory("overlap")
+        let relay = try RecordingRelay(in: dir, script: "fault_server.py", arguments: ["--lockstep-check"])
+        defer { relay.stop() }
+        let session = SMTPSession(host: "127.0.0.1", port: relay.port, settings: SessionSettings(heloName: "test.example"))
+        try session.open()
+        var decided: [String: [RecipientOutcome.Kind]] = [:]
+        let message = Message(bytes: Array("Subject: x\r\n\r\n..dotted\r\n".utf8))
+        XCTAssertTrue(session.canOverlap(message))
+        session.sendOverlapped(Envelope(sender: "a@b.org", recipients: [EnvelopeRecipient(address: "one@d.org")]), message: message) {
+            decided["one"] = $0.map(\.kind)
+        }
+        XCTAssertNil(decided["one"], "the first final dot waits for the next envelope")
+        XCTAssertTrue(session.hasHeldTransaction)
+        session.sendOverlapped(Envelope(sender: "a@b.org", recipients: [EnvelopeRecipient(address: "two@d.org")]), message: message) {
+            decided["two"] = $0.map(\.kind)
+        }
+        XCTAssertEqual(decided["one"], [.delivered], "decided by the reply read during the second send")
+        XCTAssertNil(decided["two"])
+        session.settle()
+        XCTAssertEqual(decided["two"], [.delivered])
+        XCTAssertFalse(session.hasHeldTransaction)
+        session.close()
+        XCTAssertNil(relay.file("violations.txt"), relay.file("violations.txt") ?? "")
+        let records = try relay.records()
+        XCTAssertEqual(records.map(\.rcpt_tos), [["one@d.org"], ["two@d.org"]])
+        XCTAssertEqual(records.map { String(decoding: $0.data, as: UTF8.self) }, Array(repeating: "Subject: x\r\n\r\n.dotted\r\n", count: 2))
+    }
+
+    func testAllJobsThroughTheOverlapArriveOnceUnderTheRFC2920Check() throws {
+        let fixture = try SpoolFixture("overlapjobs")
+        let relay = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--lockstep-check"])
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "MAXBSMTP=100"])
+        let jobs = GeneratedJobs.mixed(count: 60, seed: 23)
+        for f in jobs.files { try fixture.drop(f.name, f.bytes) }
+        try fixture.drain()
+        XCTAssertEqual(fixture.jobsLeft(), [])
+        XCTAssertNil(relay.file("violations.txt"), relay.file("violations.txt") ?? "")
+        var seen: [GeneratedJobs.Expected: Int] = [:]
+        for r in try relay.records() {
+            let tag = try XCTUnwrap(GeneratedJobs.tag(of: r.data))
+            XCTAssertEqual(r.data, jobs.messages[tag])
+            for rcpt in r.rcpt_tos { seen[.init(tag: tag, recipient: rcpt), default: 0] += 1 }
+        }
+        XCTAssertEqual(jobs.deliveries.filter { seen[$0] != 1 }.count, 0, "lost or sent twice")
+    }
+}
