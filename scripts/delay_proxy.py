@@ -17,8 +17,10 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "relays"))
+from lifecycle import serve  # noqa: E402
 
 log = logging.getLogger("delay_proxy")
 EOF = object()
@@ -137,29 +139,12 @@ class Proxy:
             self.tasks.discard(task)
 
 
-def write_ready(path, port):
-    tmp = path + ".tmp.%d" % os.getpid()
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.replace(tmp, path)
-
 
 async def main(args):
-    loop = asyncio.get_running_loop()
     proxy = Proxy(args)
     server = await asyncio.start_server(proxy.handle, host=args.listen_host, port=args.listen_port)
-    port = server.sockets[0].getsockname()[1]
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.call_later(args.lifetime, stop.set)
-    if args.ready_file:
-        write_ready(args.ready_file, port)
-    print("PORT %d" % port, flush=True)
-    log.info("listening on %s port %d (pid %d) -> %s:%d, rtt %g ms", args.listen_host, port,
-             os.getpid(), args.target_host, args.target_port, args.rtt_ms)
-    await stop.wait()
-    log.info("shutting down")
+    await serve(server, args.lifetime, args.ready_file, log, "-> %s:%d, rtt %g ms"
+                % (args.target_host, args.target_port, args.rtt_ms))
     server.close()
     for t in list(proxy.tasks):
         t.cancel()

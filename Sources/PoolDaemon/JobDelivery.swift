@@ -54,8 +54,9 @@ struct JobDelivery {
     private struct Chunk {
         var transaction: Int
         var members: [Int]
-        /// Which MAXBSMTP part of its transaction (0 when the transaction was not split).
+        /// Which MAXBSMTP part of its transaction, when MAXBSMTP split it.
         var part = 0
+        var split = false
     }
 
     /// `shouldStop` is asked between transactions: the daemon stops, or the worker's window
@@ -126,7 +127,7 @@ struct JobDelivery {
             }
             if !retry.isEmpty {
                 if accepted + failed > 0 {
-                    chunks.insert(Chunk(transaction: chunk.transaction, members: retry, part: chunk.part), at: c)
+                    chunks.insert(Chunk(transaction: chunk.transaction, members: retry, part: chunk.part, split: chunk.split), at: c)
                 } else {
                     // The relay took nobody: waiting is better than asking again at once.
                     for i in retry { deferredNow[RecipientKey(chunk.transaction, i)] = outcomes[chunk.members.firstIndex(of: i)!].diagnostic }
@@ -148,7 +149,7 @@ struct JobDelivery {
             result.failed += failed
             if accepted > 0 { result.bytes += tx.wireSize }
             let reply = outcomes.first { $0.kind == .delivered }?.diagnostic ?? outcomes.first?.diagnostic ?? ""
-            let line = "job=\(job.name) worker=\(workerID) tx=\(chunk.transaction + 1)/\(parsed.transactions.count)\(chunk.part > 0 || chunks.contains { $0.transaction == chunk.transaction && $0.part > 0 } ? " part=\(chunk.part + 1)" : "") relay=\(session.peer) rcpts=\(chunk.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failed) retry=\(retry.count) reply=\"\(reply)\""
+            let line = "job=\(job.name) worker=\(workerID) tx=\(chunk.transaction + 1)/\(parsed.transactions.count)\(chunk.split ? " part=\(chunk.part + 1)" : "") relay=\(session.peer) rcpts=\(chunk.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failed) retry=\(retry.count) reply=\"\(reply)\""
             Log.info(line)
             log?.write(line)
         }
@@ -286,7 +287,8 @@ struct JobDelivery {
             var part = 0
             while start < members.count {
                 let end = min(start + settings.maxRecipients, members.count)
-                chunks.append(Chunk(transaction: tx.index, members: Array(members[start..<end]), part: part))
+                chunks.append(Chunk(transaction: tx.index, members: Array(members[start..<end]), part: part,
+                                    split: members.count > settings.maxRecipients))
                 start = end
                 part += 1
             }

@@ -283,7 +283,6 @@ final class JobQueue: @unchecked Sendable {
             condition.broadcast()
         }
     }
-    var heldPoolSet: PoolSet { locked { heldPools } }
 
     /// Takes a queued (not in hand) job out of the index, for `poolctl hold JOB`.
     func remove(named name: String) -> QueuedJob? {

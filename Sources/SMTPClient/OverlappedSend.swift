@@ -115,12 +115,4 @@ extension SMTPSession {
             previous.finish(previous.machine.results)
         }
     }
-
-    /// The connection is gone with a transaction held: its recipients are deferred.
-    func failHeld(_ reason: String) {
-        guard var previous = held else { return }
-        held = nil
-        previous.machine.connectionFailed(reason)
-        previous.finish(previous.machine.results)
-    }
 }

@@ -271,12 +271,6 @@ public final class SMTPSession {
         self.transport = nil
     }
 
-    /// Drops the connection without QUIT.
-    public func abandon() {
-        failHeld("connection abandoned before the relay answered the final dot")
-        transport = nil
-    }
-
     // MARK: - the byte loop
 
     private func expectResetReply() throws {

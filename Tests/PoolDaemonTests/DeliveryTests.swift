@@ -10,32 +10,6 @@ import XCTest
 import SpoolKit
 
 final class DeliveryTests: XCTestCase {
-    /// Checks that every expected (message, recipient) arrived exactly once with its bytes.
-    func assertExactlyOnce(_ expected: GeneratedJobs, received: [(tag: String?, sender: String, recipients: [String], data: [UInt8])],
-                           file: StaticString = #filePath, line: UInt = #line) {
-        var seen: [GeneratedJobs.Expected: Int] = [:]
-        var wrongContent = 0
-        var wrongSender = 0
-        for message in received {
-            guard let tag = message.tag else {
-                XCTFail("a message without X-Test-Id arrived", file: file, line: line)
-                continue
-            }
-            if message.data != expected.messages[tag] { wrongContent += 1 }
-            if message.sender != expected.senders[tag] { wrongSender += 1 }
-            for r in message.recipients { seen[.init(tag: tag, recipient: r), default: 0] += 1 }
-        }
-        XCTAssertEqual(wrongContent, 0, "messages whose bytes differ from the job", file: file, line: line)
-        XCTAssertEqual(wrongSender, 0, "messages with the wrong envelope sender", file: file, line: line)
-        let missing = expected.deliveries.filter { seen[$0] == nil }
-        let duplicates = seen.filter { $0.value > 1 }
-        let unexpected = Set(seen.keys).subtracting(expected.deliveries)
-        func show<S: Sequence>(_ s: S) -> String where S.Element == GeneratedJobs.Expected { s.prefix(3).map { "\($0.tag) <\($0.recipient)>" }.joined(separator: ", ") }
-        XCTAssertEqual(missing.count, 0, "lost, e.g. \(show(missing))", file: file, line: line)
-        XCTAssertEqual(duplicates.count, 0, "sent twice, e.g. \(show(duplicates.keys))", file: file, line: line)
-        XCTAssertEqual(unexpected.count, 0, "never asked for, e.g. \(show(unexpected))", file: file, line: line)
-    }
-
     func testThreeHundredMixedJobsReachSmtpSinkExactlyOnce() throws {
         let fixture = try SpoolFixture("sink")
         let sink = try SmtpSink(in: fixture.directory)
@@ -47,7 +21,7 @@ final class DeliveryTests: XCTestCase {
         XCTAssertEqual(fixture.jobsLeft(), [])
         XCTAssertEqual(fixture.deferredJobs(), [])
         XCTAssertEqual(fixture.badJobs(), [])
-        let received = try sink.messages().map { m in (GeneratedJobs.tag(of: m.body), m.sender, m.recipients, m.body) }
+        let received = try sink.received()
         XCTAssertGreaterThan(jobs.deliveries.count, 10_000 / 2)
         assertExactlyOnce(jobs, received: received)
     }
@@ -61,7 +35,7 @@ final class DeliveryTests: XCTestCase {
         for f in jobs.files { try fixture.drop(f.name, f.bytes) }
         try fixture.drain()
         XCTAssertEqual(fixture.jobsLeft(), [])
-        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        let received = try relay.received()
         assertExactlyOnce(jobs, received: received)
     }
 
@@ -75,7 +49,7 @@ final class DeliveryTests: XCTestCase {
         try fixture.drain()
         XCTAssertEqual(fixture.jobsLeft(), [])
         XCTAssertNil(relay.file("violations.txt"), "commands were pipelined to a relay that did not offer PIPELINING")
-        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        let received = try relay.received()
         assertExactlyOnce(jobs, received: received)
     }
 
@@ -93,7 +67,7 @@ final class DeliveryTests: XCTestCase {
             XCTAssertNil(relay.file("violations.txt"))
             let records = try relay.records()
             XCTAssertTrue(records.allSatisfy { $0.mode == "BDAT" }, "a message went by DATA to a relay offering CHUNKING")
-            let received = records.map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+            let received = records.map(\.received)
             assertExactlyOnce(jobs, received: received)
         }
     }
@@ -106,7 +80,7 @@ final class DeliveryTests: XCTestCase {
         let jobs = GeneratedJobs.mixed(count: 24, seed: 5)
         for f in jobs.files { try fixture.drop(f.name, f.bytes) }
         try fixture.drain()
-        let received = try sink.messages().map { m in (GeneratedJobs.tag(of: m.body), m.sender, m.recipients, m.body) }
+        let received = try sink.received()
         assertExactlyOnce(jobs, received: received)
     }
 
@@ -126,7 +100,7 @@ final class DeliveryTests: XCTestCase {
         try fixture.drain()
         XCTAssertEqual(fixture.deferredJobs(), [])
         XCTAssertEqual(fixture.jobsLeft(), [])
-        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        let received = try relay.received()
         assertExactlyOnce(jobs, received: received)
     }
 
@@ -144,7 +118,7 @@ final class DeliveryTests: XCTestCase {
         sleep(2)
         try fixture.drain()
         XCTAssertEqual(fixture.deferredJobs(), [])
-        let received = try relay.records().map { r in (GeneratedJobs.tag(of: r.data), r.mail_from == "<>" ? "" : r.mail_from, r.rcpt_tos, r.data) }
+        let received = try relay.received()
         assertExactlyOnce(jobs, received: received)
     }
 }

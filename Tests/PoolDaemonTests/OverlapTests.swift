@@ -54,12 +54,6 @@ final class OverlapTests: XCTestCase {
         try fixture.drain()
         XCTAssertEqual(fixture.jobsLeft(), [])
         XCTAssertNil(relay.file("violations.txt"), relay.file("violations.txt") ?? "")
-        var seen: [GeneratedJobs.Expected: Int] = [:]
-        for r in try relay.records() {
-            let tag = try XCTUnwrap(GeneratedJobs.tag(of: r.data))
-            XCTAssertEqual(r.data, jobs.messages[tag])
-            for rcpt in r.rcpt_tos { seen[.init(tag: tag, recipient: rcpt), default: 0] += 1 }
-        }
-        XCTAssertEqual(jobs.deliveries.filter { seen[$0] != 1 }.count, 0, "lost or sent twice")
+        assertExactlyOnce(jobs, received: try relay.received())
     }
 }

@@ -37,9 +37,9 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import time
+from lifecycle import serve
 
 log = logging.getLogger("fault_server")
 
@@ -622,30 +622,13 @@ class Conn(asyncio.Protocol):
         raise Closed()
 
 
-def write_ready(path, port):
-    tmp = path + ".tmp.%d" % os.getpid()
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.replace(tmp, path)
-
 
 async def main(args):
     loop = asyncio.get_running_loop()
     srv = Server(args)
     server = await loop.create_server(lambda: Conn(srv), host=args.host, port=args.port)
-    port = server.sockets[0].getsockname()[1]
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.call_later(args.lifetime, stop.set)
-    if args.ready_file:
-        write_ready(args.ready_file, port)
-    print("PORT %d" % port, flush=True)
-    log.info("listening on %s port %d (pid %d); pipelining=%s exts=%s faults=%s",
-             args.host, port, os.getpid(), srv.pipelining, srv.exts,
-             [f.spec for f in srv.faults])
-    await stop.wait()
-    log.info("shutting down")
+    await serve(server, args.lifetime, args.ready_file, log, "pipelining=%s exts=%s faults=%s"
+                % (srv.pipelining, srv.exts, [f.spec for f in srv.faults]))
     server.close()
     for c in list(srv.conns):
         c.transport.abort()

@@ -48,7 +48,6 @@ import base64
 import json
 import logging
 import os
-import signal
 import ssl
 import sys
 import time
@@ -56,6 +55,7 @@ import time
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session  # noqa: F401
 from email._header_value_parser import get_angle_addr, get_addr_spec
 from email.errors import HeaderParseError
+from lifecycle import serve
 
 log = logging.getLogger("recorder")
 
@@ -248,12 +248,6 @@ def server_tls_context(cert, key):
     return context
 
 
-def write_ready(path, port):
-    tmp = path + ".tmp.%d" % os.getpid()
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.replace(tmp, path)
-
 
 async def main(args):
     loop = asyncio.get_running_loop()
@@ -308,20 +302,7 @@ async def main(args):
                      **options)
 
     server = await loop.create_server(factory, host=args.host, port=args.port, ssl=smtps_context)
-    port = server.sockets[0].getsockname()[1]
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.call_later(args.lifetime, stop.set)
-
-    if args.ready_file:
-        write_ready(args.ready_file, port)
-    print("PORT %d" % port, flush=True)
-    log.info("listening on %s port %d (pid %d), recording to %s", args.host, port,
-             os.getpid(), args.out)
-
-    await stop.wait()
-    log.info("shutting down")
+    await serve(server, args.lifetime, args.ready_file, log, "recording to %s" % args.out)
     server.close()
     for c in list(conns):
         if c.transport is not None:

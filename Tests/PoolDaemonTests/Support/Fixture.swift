@@ -203,3 +203,32 @@ final class TestClock: @unchecked Sendable {
         return Calendar.current.date(from: c)!
     }
 }
+
+/// A message as a relay received it, tagged by its X-Test-Id header.
+typealias ReceivedMessage = (tag: String?, sender: String, recipients: [String], data: [UInt8])
+
+/// Checks that every expected (message, recipient) arrived exactly once with its bytes.
+func assertExactlyOnce(_ expected: GeneratedJobs, received: [ReceivedMessage],
+                       file: StaticString = #filePath, line: UInt = #line) {
+    var seen: [GeneratedJobs.Expected: Int] = [:]
+    var wrongContent = 0
+    var wrongSender = 0
+    for message in received {
+        guard let tag = message.tag else {
+            XCTFail("a message without X-Test-Id arrived", file: file, line: line)
+            continue
+        }
+        if message.data != expected.messages[tag] { wrongContent += 1 }
+        if message.sender != expected.senders[tag] { wrongSender += 1 }
+        for r in message.recipients { seen[.init(tag: tag, recipient: r), default: 0] += 1 }
+    }
+    XCTAssertEqual(wrongContent, 0, "messages whose bytes differ from the job", file: file, line: line)
+    XCTAssertEqual(wrongSender, 0, "messages with the wrong envelope sender", file: file, line: line)
+    let missing = expected.deliveries.filter { seen[$0] == nil }
+    let duplicates = seen.filter { $0.value > 1 }
+    let unexpected = Set(seen.keys).subtracting(expected.deliveries)
+    func show<S: Sequence>(_ s: S) -> String where S.Element == GeneratedJobs.Expected { s.prefix(3).map { "\($0.tag) <\($0.recipient)>" }.joined(separator: ", ") }
+    XCTAssertEqual(missing.count, 0, "lost, e.g. \(show(missing))", file: file, line: line)
+    XCTAssertEqual(duplicates.count, 0, "sent twice, e.g. \(show(duplicates.keys))", file: file, line: line)
+    XCTAssertEqual(unexpected.count, 0, "never asked for, e.g. \(show(unexpected))", file: file, line: line)
+}

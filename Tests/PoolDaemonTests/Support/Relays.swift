@@ -159,6 +159,10 @@ final class SmtpSink {
         return result
     }
 
+    func received() throws -> [ReceivedMessage] {
+        try messages().map { (GeneratedJobs.tag(of: $0.body), $0.sender, $0.recipients, $0.body) }
+    }
+
     func stop() { child.stop() }
 }
 
@@ -172,7 +176,11 @@ final class RecordingRelay {
         /// "DATA" or "BDAT" (the fault server says; aiosmtpd does not).
         var mode: String?
         var data: [UInt8] { [UInt8](Data(base64Encoded: data_b64) ?? Data()) }
+        /// The null sender is recorded as "<>".
+        var received: ReceivedMessage { (GeneratedJobs.tag(of: data), mail_from == "<>" ? "" : mail_from, rcpt_tos, data) }
     }
+
+    func received() throws -> [ReceivedMessage] { try records().map(\.received) }
 
     let port: UInt16
     let out: String
