@@ -22,7 +22,7 @@ extension SMTPSession {
             return
         }
         step = "after STARTTLS"
-        try write(["STARTTLS"], until: .after(settings.timeouts.command))
+        try writeLine("STARTTLS", until: .after(settings.timeouts.command))
         let reply = try readReply(until: .after(settings.timeouts.command))
         guard reply.code == 220 else {
             if required { throw SessionError(kind: .tls("\(host) refused STARTTLS: \(reply)"), step: step) }
@@ -82,7 +82,7 @@ extension SMTPSession {
         var exchange = AuthenticationExchange(mechanism: mechanism, user: user, password: credentials.password)
         var line = exchange.firstLine()
         while true {
-            try write([line], until: .after(settings.timeouts.command))
+            try writeLine(line, until: .after(settings.timeouts.command))
             let reply = try readReply(until: .after(settings.timeouts.command))
             switch exchange.receive(reply) {
             case .send(let next):

@@ -3,15 +3,17 @@
 // who it authenticates as (AUTH), and the errors `open()` ends with.
 // Invariant: a password lives only in `SMTPCredentials`, which never prints it.
 
-/// Deadlines, in seconds, for each phase of a session.
+/// Deadlines for each phase of a session (RFC 5321 §4.5.3.2 defaults; Postfix's names).
 public struct SMTPTimeouts: Sendable, Equatable {
-    public var connect: Double = 30       // Postfix smtp_connect_timeout
-    public var greeting: Double = 300     // 220 greeting and the EHLO/HELO reply
-    public var command: Double = 300      // MAIL, RCPT, RSET, QUIT, STARTTLS, AUTH
-    public var dataInit: Double = 120     // the reply to DATA
-    public var dataBlock: Double = 180    // each write of the message
-    public var dataDone: Double = 600     // the reply to the final dot
-    public var tlsHandshake: Double = 300 // Postfix smtp_starttls_timeout
+    public var connect: Duration = .seconds(30)       // smtp_connect_timeout
+    public var greeting: Duration = .seconds(300)     // 220 greeting and the EHLO/HELO reply
+    public var command: Duration = .seconds(300)      // MAIL, RCPT, RSET, QUIT, STARTTLS, AUTH
+    public var dataInit: Duration = .seconds(120)     // the reply to DATA
+    public var dataBlock: Duration = .seconds(180)    // each write of the message
+    public var dataDone: Duration = .seconds(600)     // the reply to the final dot
+    public var tlsHandshake: Duration = .seconds(300) // smtp_starttls_timeout
+    /// QUIT's reply, when we leave: no reason to wait long for a goodbye.
+    public var quit: Duration = .seconds(5)
     public init() {}
 }
 
@@ -57,12 +59,16 @@ public struct SessionSettings: Sendable {
     public var timeouts: SMTPTimeouts
     /// A connection idle longer than this is probed with RSET before it is used again,
     /// so a relay that closed it quietly costs a reconnect, not a deferred message.
-    public var idleProbeAfter: Double = 10
+    public var idleProbeAfter: Duration = .seconds(10)
     /// Send messages by BDAT (RFC 3030) when the relay offers CHUNKING: MAIL, RCPT and the
     /// message go without waiting for a 354.
     public var chunking = true
-    /// Send the next transaction's envelope with the previous final dot (`sendOverlapped`).
+    /// Start the next transaction before the previous one's final reply (PIPELINING
+    /// across transactions; see `SMTPConversation`).
     public var overlapTransactions = true
+    /// The most transactions in flight on one connection (with CHUNKING; DATA allows two).
+    /// After a crash, these are the transactions that may be sent twice.
+    public var transactionsInFlight = 3
     public var tls: TLSPolicy = .may
     /// A PEM file of the CAs to verify the relay with (`require`, `smtps`); nil: the system's.
     public var tlsCAFile: String?

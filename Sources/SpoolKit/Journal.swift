@@ -5,6 +5,9 @@
 //   A <attempts> <first> <last> <next>   an attempt ended with deferrals (epoch seconds)
 // A line without its line end was torn by a crash and is ignored. Replies are stored on
 // one line (CR, LF and tabs become spaces).
+// Durability: `append` writes (a crash of the process cannot lose what was written, the
+// page cache keeps it); `sync` and `recordAttempt` also fsync (a power loss cannot). A
+// line lost to power loss only sends its recipients again: a duplicate, never a loss.
 
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -48,6 +51,8 @@ public struct Journal: Sendable {
     public private(set) var nextAttempt: Double?
     /// True when the file exists.
     public private(set) var exists = false
+    /// The file was created and its directory entry is not fsynced yet.
+    private var unsyncedDirectory = false
 
     /// An empty journal for a job known to have none yet (no look at the disk).
     public init(absentAt path: String) { self.path = path }
@@ -93,30 +98,48 @@ public struct Journal: Sendable {
         }
     }
 
-    /// Appends records durably (fsync before returning).
+    /// Appends records (written, not fsynced: see the top of this file).
     public mutating func append(_ records: [Record]) throws {
         guard !records.isEmpty else { return }
         var text = ""
         for r in records { text += "\(r.fact.rawValue) \(r.key.transaction) \(r.key.recipient) \(Journal.oneLine(r.reply))\n" }
-        try write(text)
+        try write(text, sync: false)
         for r in records { apply("\(r.fact.rawValue) \(r.key.transaction) \(r.key.recipient) \(Journal.oneLine(r.reply))") }
     }
 
-    /// Records the end of an attempt that left recipients deferred.
+    /// Makes everything appended so far survive a power loss.
+    public mutating func sync() throws {
+        guard exists else { return }
+        let fd = try FileDescriptor.open(path, O_WRONLY | O_APPEND)
+        defer { fd.close() }
+        try fd.sync()
+        if unsyncedDirectory {
+            try FileSystem.syncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]))
+            unsyncedDirectory = false
+        }
+    }
+
+    /// Records the end of an attempt that left recipients deferred, durably.
     public mutating func recordAttempt(at now: Double, next: Double) throws {
         let line = "A \(attempts + 1) \(firstAttempt ?? now) \(now) \(next)"
-        try write(line + "\n")
+        try write(line + "\n", sync: true)
         apply(line)
     }
 
-    private mutating func write(_ text: String) throws {
+    private mutating func write(_ text: String, sync: Bool) throws {
         let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
         defer { fd.close() }
         try fd.writeAll(Array(text.utf8))
-        try fd.sync()
         if !exists {
             exists = true
-            try FileSystem.syncDirectory(String(path[..<path.lastIndex(of: "/")!]))
+            unsyncedDirectory = true
+        }
+        if sync {
+            try fd.sync()
+            if unsyncedDirectory {
+                try FileSystem.syncDirectory(String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]))
+                unsyncedDirectory = false
+            }
         }
     }
 

@@ -55,6 +55,8 @@ public struct PoolSet: Hashable, Sendable, CustomStringConvertible {
     }
 
     public mutating func insert(_ pool: Pool) { bits |= PoolSet.bit(pool) }
+    public mutating func remove(_ pool: Pool) { bits &= ~PoolSet.bit(pool) }
+    public func intersects(_ other: PoolSet) -> Bool { bits & other.bits != 0 }
     public func contains(_ pool: Pool) -> Bool { bits & PoolSet.bit(pool) != 0 }
     public var isAll: Bool { self == .all }
     public var isEmpty: Bool { bits == 0 }

@@ -6,6 +6,11 @@
 #endif
 import Foundation
 
+/// Where a job lies: the spool itself, or one of the daemon's directories.
+public enum JobPlace: String, Sendable, Hashable, CaseIterable {
+    case queued, deferred, held, bad
+}
+
 public struct Spool: Sendable {
     public let root: String
     public var badDirectory: String { root + "/bad" }
@@ -45,66 +50,75 @@ public struct Spool: Sendable {
         ((try? FileSystem.names(in: badDirectory)) ?? []).filter { !$0.hasSuffix(".why") && !$0.hasPrefix(".") }
     }
 
+    // MARK: places
+
+    /// Where a job of this name lies in `place`. The only function that builds a job's
+    /// path: a `JobName` cannot hold a `/` or start with a dot, so no name escapes the spool.
+    public func path(of name: JobName, in place: JobPlace) -> String {
+        directory(for: place) + "/" + name.fileName
+    }
+
+    public func directory(for place: JobPlace) -> String {
+        switch place {
+        case .queued: return root
+        case .deferred: return deferredDirectory
+        case .held: return holdDirectory
+        case .bad: return badDirectory
+        }
+    }
+
     // MARK: moves
 
     /// Moves a file that is not valid BSMTP to `bad/`, the reason written first.
-    public func quarantine(path: String, name: String, reason: String) throws {
+    public func quarantine(_ name: JobName, from place: JobPlace, reason: String) throws {
         let why = reason.hasSuffix("\n") ? reason : reason + "\n"
-        try AtomicFile.write(directory: badDirectory, name: name + ".why", bytes: Array(why.utf8))
-        try FileSystem.rename(path, badDirectory + "/" + name)
-        try FileSystem.syncDirectory(badDirectory)
-        try FileSystem.syncDirectory(directory(of: path))
+        try AtomicFile.write(directory: badDirectory, name: name.fileName + ".why", bytes: Array(why.utf8))
+        try move(name, from: place, to: .bad)
     }
 
-    /// Moves a job from the spool to `deferred/`; returns its new path.
-    public func moveToDeferred(path: String, name: String) throws -> String {
-        let target = deferredDirectory + "/" + name
-        if path == target { return path }
-        try FileSystem.rename(path, target)
-        try FileSystem.syncDirectory(deferredDirectory)
-        try FileSystem.syncDirectory(directory(of: path))
-        return target
+    /// Moves a job to `deferred/` (its journal stays valid: same inode).
+    public func moveToDeferred(_ name: JobName, from place: JobPlace) throws {
+        if place == .deferred { return }
+        try move(name, from: place, to: .deferred)
     }
 
     /// Moves a job to `hold/` (`poolctl hold`); its journal stays valid (same inode).
-    public func hold(path: String, name: String) throws {
-        try FileSystem.rename(path, holdDirectory + "/" + name)
-        try FileSystem.syncDirectory(holdDirectory)
-        try FileSystem.syncDirectory(directory(of: path))
+    public func hold(_ name: JobName, from place: JobPlace) throws {
+        try move(name, from: place, to: .held)
     }
 
     /// Moves a held job (or a fixed bad one) back into the spool without replacing a job
-    /// of the same name; returns its path there.
-    public func bringBack(from directory: String, name: String) throws -> String {
-        let target = root + "/" + name
-        try FileSystem.link(directory + "/" + name, target)
-        try FileSystem.unlink(directory + "/" + name)
+    /// of the same name.
+    public func bringBack(_ name: JobName, from place: JobPlace) throws {
+        let source = path(of: name, in: place)
+        try FileSystem.link(source, path(of: name, in: .queued))
+        try FileSystem.unlink(source)
         try FileSystem.syncDirectory(root)
-        try FileSystem.syncDirectory(directory)
-        return target
+        try FileSystem.syncDirectory(directory(for: place))
     }
 
     /// Removes a finished job, then its journal. The directory is not fsynced: after a
     /// power loss a finished job may come back and be sent again (a duplicate, never a
     /// loss), and the daemon saves an fsync per job, which on a busy spool is most of its
     /// disk time. Postfix removes its queue files the same way.
-    public func finish(path: String, journal: String?) throws {
-        try FileSystem.unlink(path, missingOK: true)
+    public func finish(_ name: JobName, in place: JobPlace, journal: String?) throws {
+        try FileSystem.unlink(path(of: name, in: place), missingOK: true)
         if let journal { try FileSystem.unlink(journal, missingOK: true) }
     }
 
-    public func journalPath(for name: String, inode: UInt64) -> String {
-        "\(stateDirectory)/\(name).\(inode).journal"
+    private func move(_ name: JobName, from: JobPlace, to: JobPlace) throws {
+        try FileSystem.rename(path(of: name, in: from), path(of: name, in: to))
+        try FileSystem.syncDirectory(directory(for: to))
+        try FileSystem.syncDirectory(directory(for: from))
     }
 
-    func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
+    public func journalPath(for name: JobName, inode: UInt64) -> String {
+        "\(stateDirectory)/\(name.fileName).\(inode).journal"
     }
 
     /// The journal files in `.state/` (full paths).
-    public func journals() -> Set<String> {
-        Set(((try? FileSystem.names(in: stateDirectory)) ?? []).filter { $0.hasSuffix(".journal") }.map { stateDirectory + "/" + $0 })
+    public func journals() throws -> Set<String> {
+        Set(try FileSystem.names(in: stateDirectory).filter { $0.hasSuffix(".journal") }.map { stateDirectory + "/" + $0 })
     }
 
     /// Of `journals`, those whose job no longer exists (a crash between unlinking a job and
@@ -115,16 +129,20 @@ public struct Spool: Sendable {
 
     // MARK: the daemon's lock
 
-    /// Takes the spool's lock for this process; nil when another process holds it.
-    /// The lock lives as long as the returned descriptor stays open.
-    public func lock() throws -> FileDescriptor? {
+    /// Takes the spool's lock (an OFD lock, `F_OFD_SETLK`) for this process; nil when
+    /// another process holds it. The lock lives as long as the returned descriptor stays
+    /// open. The daemon records its pid in the file; `poolctl`, holding it for a moment
+    /// while no daemon runs, does not.
+    public func lock(recordingPID: Bool = true) throws -> FileDescriptor? {
         let fd = try FileDescriptor.open(lockPath, O_RDWR | O_CREAT, mode: 0o644)
         guard try fd.tryLockExclusive() else {
             fd.close()
             return nil
         }
-        try fd.truncate(to: 0)
-        try fd.writeAll(Array("\(getpid())\n".utf8))
+        if recordingPID {
+            try fd.truncate(to: 0)
+            try fd.writeAll(Array("\(getpid())\n".utf8))
+        }
         return fd
     }
 

@@ -74,7 +74,7 @@ enum Control {
         }
         let job: BSMTPJob
         do { job = try BSMTPReader.read(path: path) } catch { fail("\(name): \(error)") }
-        let journal = try? Journal(path: spool.journalPath(for: name.fileName, inode: st.inode))
+        let journal = try? Journal(path: spool.journalPath(for: name, inode: st.inode))
         if let j = journal, j.attempts > 0 {
             let next = j.nextAttempt.map { Date(timeIntervalSince1970: $0) }.map { "\($0)" } ?? "-"
             print("attempts: \(j.attempts), next attempt: \(next)")
@@ -95,11 +95,21 @@ enum Control {
         exit(0)
     }
 
-    /// `requeue JOB`: a job from bad/, checked again, back into the spool.
+    /// `requeue JOB`: a job from bad/, checked again, back into the spool. Only the holder
+    /// of the spool's lock touches bad/: the running daemon does it when asked; with no
+    /// daemon, poolctl takes the lock for the moment it needs.
     static func requeue(_ config: SiteConfiguration, _ target: String) -> Never {
         let spool = Spool(root: config.spoolDirectory)
         guard let name = JobName(target) else { fail("'\(target)' is not a job name") }
-        let path = spool.badDirectory + "/" + name.fileName
+        let lock: FileDescriptor?
+        do {
+            lock = try spool.lock(recordingPID: false)
+        } catch {
+            fail("cannot open the spool's lock \(spool.lockPath): \(error)")
+        }
+        guard let lock else { send(config, ["requeue", name.fileName]) }
+        defer { lock.close() }
+        let path = spool.path(of: name, in: .bad)
         guard FileSystem.exists(path) else { fail("no \(name) in \(spool.badDirectory)") }
         do {
             _ = try BSMTPReader.read(path: path)
@@ -107,8 +117,8 @@ enum Control {
             fail("\(name) is still not valid BSMTP: \(error) (fix \(path) first)")
         }
         do {
-            _ = try spool.bringBack(from: spool.badDirectory, name: name.fileName)
-            try? FileSystem.unlink(path + ".why", missingOK: true)
+            try spool.bringBack(name, from: .bad)
+            try FileSystem.unlink(path + ".why", missingOK: true)
         } catch let error as SystemError where error.isExisting {
             fail("a job named \(name) is already in the spool")
         } catch {

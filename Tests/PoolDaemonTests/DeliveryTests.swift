@@ -91,13 +91,14 @@ final class DeliveryTests: XCTestCase {
         let fixture = try SpoolFixture("drop")
         let relay = try RecordingRelay(in: fixture.directory, arguments: ["--pipelining", "--drop-after-data", "5"])
         defer { relay.stop() }
-        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "RETRY_SCHEDULE=1s"])
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "RETRY_SCHEDULE=5m"])
         let jobs = GeneratedJobs.mixed(count: 12, seed: 11)
         for f in jobs.files { try fixture.drop(f.name, f.bytes) }
-        try fixture.drain()
+        let clock = TestClock(Date())
+        try fixture.drain(clock: clock.function)
         XCTAssertEqual(fixture.deferredJobs().count, 1, "the job whose transaction was cut off waits for a retry")
-        sleep(2)
-        try fixture.drain()
+        clock.advance(by: 5 * 60)
+        try fixture.drain(clock: clock.function)
         XCTAssertEqual(fixture.deferredJobs(), [])
         XCTAssertEqual(fixture.jobsLeft(), [])
         let received = try relay.received()
@@ -108,15 +109,16 @@ final class DeliveryTests: XCTestCase {
         let fixture = try SpoolFixture("midmsg")
         let relay = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--fault", "body:drop", "--fault-after", "2"])
         defer { relay.stop() }
-        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "RETRY_SCHEDULE=1s"])
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)", "RETRY_SCHEDULE=5m"])
         let jobs = GeneratedJobs.mixed(count: 6, seed: 13)
         for f in jobs.files { try fixture.drop(f.name, f.bytes) }
-        try fixture.drain()
+        let clock = TestClock(Date())
+        try fixture.drain(clock: clock.function)
         // The job whose message was cut off, and the next one if its envelope was already
         // in flight with that message (PIPELINING across transactions).
         XCTAssertTrue((1...2).contains(fixture.deferredJobs().count), "\(fixture.deferredJobs())")
-        sleep(2)
-        try fixture.drain()
+        clock.advance(by: 5 * 60)
+        try fixture.drain(clock: clock.function)
         XCTAssertEqual(fixture.deferredJobs(), [])
         let received = try relay.received()
         assertExactlyOnce(jobs, received: received)

@@ -1,7 +1,7 @@
 // PIPELINING across transactions against the scripted relay that checks RFC 2920's
 // grouping rules: the message and final dot of one transaction go in the same write as the
-// next MAIL, RCPT and DATA, the first transaction's outcome arrives during the second
-// send, and nothing breaks the rules or arrives twice.
+// next MAIL, RCPT and DATA, the first transaction's result arrives while the second is in
+// flight, and nothing breaks the rules or arrives twice.
 
 import Foundation
 import XCTest
@@ -15,29 +15,26 @@ final class OverlapTests: XCTestCase {
         func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws { try bytes.withUnsafeBytes { try sink($0) } }
     }
 
-    func testTheFirstTransactionIsDecidedDuringTheSecondSend() throws {
+    func testTheFirstTransactionIsDecidedWhileTheSecondIsInFlight() throws {
         let dir = try makeTemporaryDirectory("overlap")
         let relay = try RecordingRelay(in: dir, script: "fault_server.py", arguments: ["--lockstep-check"])
         defer { relay.stop() }
         let session = SMTPSession(host: "127.0.0.1", port: relay.port, settings: SessionSettings(heloName: "test.example"))
         try session.open()
-        var decided: [String: [RecipientOutcome.Kind]] = [:]
         let message = Message(bytes: Array("Subject: x\r\n\r\n..dotted\r\n".utf8))
-        XCTAssertTrue(session.canOverlap(message))
-        session.sendOverlapped(Envelope(sender: "a@b.org", recipients: [EnvelopeRecipient(address: "one@d.org")]), message: message) {
-            decided["one"] = $0.map(\.kind)
-        }
-        XCTAssertNil(decided["one"], "the first final dot waits for the next envelope")
-        XCTAssertTrue(session.hasHeldTransaction)
-        session.sendOverlapped(Envelope(sender: "a@b.org", recipients: [EnvelopeRecipient(address: "two@d.org")]), message: message) {
-            decided["two"] = $0.map(\.kind)
-        }
-        XCTAssertEqual(decided["one"], [.delivered], "decided by the reply read during the second send")
-        XCTAssertNil(decided["two"])
-        session.settle()
-        XCTAssertEqual(decided["two"], [.delivered])
-        XCTAssertFalse(session.hasHeldTransaction)
-        session.close()
+        let one = TransactionTag(1), two = TransactionTag(2)
+        session.submit(OutgoingTransaction(tag: one, envelope: Envelope(sender: "a@b.org", recipients: [EnvelopeRecipient(address: "one@d.org")]), message: message))
+        XCTAssertEqual(session.advance(), [], "after 354 the first message and dot are held for the next envelope")
+        XCTAssertTrue(session.hasRoom)
+        session.submit(OutgoingTransaction(tag: two, envelope: Envelope(sender: "a@b.org", recipients: [EnvelopeRecipient(address: "two@d.org")]), message: message))
+        let first = session.advance()
+        XCTAssertEqual(first.map(\.tag), [one], "decided by the reply read with the second envelope's")
+        XCTAssertEqual(first.first?.outcomes.map(\.kind), [.delivered])
+        XCTAssertEqual(session.transactionsInFlight, 1)
+        let rest = session.settle()
+        XCTAssertEqual(rest.map(\.tag), [two])
+        XCTAssertEqual(rest.first?.outcomes.map(\.kind), [.delivered])
+        XCTAssertEqual(session.close(), [])
         XCTAssertNil(relay.file("violations.txt"), relay.file("violations.txt") ?? "")
         let records = try relay.records()
         XCTAssertEqual(records.map(\.rcpt_tos), [["one@d.org"], ["two@d.org"]])

@@ -318,13 +318,13 @@ final class TLSTests: XCTestCase {
         ])
         let lines = try fixture.configuration().workerLines.sorted { $0.number < $1.number }
         var base = SessionSettings(heloName: "lists.example.org")
-        base.timeouts.command = 7
+        base.timeouts.command = .seconds(7)
         let settings = try lines.map { try sessionSettings(for: $0, base: base) }
         XCTAssertEqual(settings.map(\.tls), [.may, .require, .smtps, .none, .may])
         XCTAssertEqual(settings.map(\.tlsCAFile), [nil, "/etc/ca.pem", nil, nil, nil])
         XCTAssertEqual(settings.map { $0.credentials?.user }, [nil, "lists", nil, "lists", nil])
         XCTAssertEqual(settings.map { $0.credentials?.allowUnencrypted }, [nil, false, nil, true, nil])
-        XCTAssertEqual(settings.map(\.timeouts.command), [7, 7, 7, 7, 7])
+        XCTAssertEqual(settings.map(\.timeouts.command), Array(repeating: .seconds(7), count: 5))
         XCTAssertEqual(settings.map(\.heloName), Array(repeating: "lists.example.org", count: 5))
         XCTAssertTrue(settings.allSatisfy { $0.notice != nil })
     }

@@ -142,7 +142,7 @@ final class TLSAuthenticationTests: XCTestCase {
         try session.open()
         XCTAssertEqual(session.authenticatedUser, "lists")
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertEqual(try relay.records().first?["auth_user"] as? String, "lists")
         XCTAssertEqual(relay.events("auth").map { $0["mechanism"] as? String }, ["PLAIN"])
     }
@@ -155,7 +155,7 @@ final class TLSAuthenticationTests: XCTestCase {
         try session.open()
         XCTAssertEqual(session.authenticatedUser, "lists")
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertEqual(try relay.records().first?["auth_user"] as? String, "lists")
         XCTAssertEqual(relay.events("auth").map { $0["mechanism"] as? String }, ["LOGIN"])
     }
@@ -193,7 +193,7 @@ final class TLSAuthenticationTests: XCTestCase {
         XCTAssertEqual(session.authenticatedUser, "lists")
         XCTAssertNil(session.tlsDescription)
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertEqual(try relay.records().first?["auth_user"] as? String, "lists")
     }
 
@@ -214,7 +214,7 @@ final class TLSAuthenticationTests: XCTestCase {
         try session.open()
         XCTAssertEqual(session.authenticatedUser, "lists")
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
     }
 #endif
 }

@@ -163,13 +163,13 @@ extension SessionSettings {
     static func testing(tls: TLSPolicy, ca: String? = nil, credentials: SMTPCredentials? = nil,
                         notice: (@Sendable (String) -> Void)? = nil) -> SessionSettings {
         var timeouts = SMTPTimeouts()
-        timeouts.connect = 10
-        timeouts.greeting = 20
-        timeouts.command = 20
-        timeouts.dataInit = 20
-        timeouts.dataBlock = 20
-        timeouts.dataDone = 20
-        timeouts.tlsHandshake = 20
+        timeouts.connect = .seconds(10)
+        timeouts.greeting = .seconds(20)
+        timeouts.command = .seconds(20)
+        timeouts.dataInit = .seconds(20)
+        timeouts.dataBlock = .seconds(20)
+        timeouts.dataDone = .seconds(20)
+        timeouts.tlsHandshake = .seconds(20)
         return SessionSettings(heloName: "client.poold.test", timeouts: timeouts, tls: tls, tlsCAFile: ca,
                                credentials: credentials, notice: notice)
     }

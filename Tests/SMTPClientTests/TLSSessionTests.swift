@@ -54,7 +54,7 @@ final class TLSSessionTests: XCTestCase {
         XCTAssertFalse(session.capabilities.startTLS)
         XCTAssertTrue(session.capabilities.pipelining)
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         let records = try relay.records()
         XCTAssertEqual(records.count, 1)
         XCTAssertEqual(records.first?["tls"] as? String, tls)
@@ -68,7 +68,7 @@ final class TLSSessionTests: XCTestCase {
         try session.open()
         XCTAssertTrue(session.tlsVerified)
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertNotNil(try relay.records().first?["tls"] as? String)
     }
 #endif
@@ -129,7 +129,7 @@ final class TLSSessionTests: XCTestCase {
         XCTAssertEqual(session.greeting?.code, 220)
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
         XCTAssertEqual(deliverOne(session, tag: "second").map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         let records = try relay.records()
         XCTAssertEqual(records.count, 2)
         XCTAssertEqual(records.compactMap { $0["tls"] as? String }.count, 2)
@@ -154,7 +154,7 @@ final class TLSSessionTests: XCTestCase {
         XCTAssertNil(session.tlsDescription)
         XCTAssertNil(session.plaintextFallback)
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         let record = try XCTUnwrap(relay.records().first)
         XCTAssertTrue(record["tls"] is NSNull, "\(record["tls"] ?? "missing")")
     }
@@ -167,7 +167,7 @@ final class TLSSessionTests: XCTestCase {
         XCTAssertNotNil(session.tlsDescription)
         XCTAssertFalse(session.tlsVerified)
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertNotNil(try relay.records().first?["tls"] as? String)
     }
 #endif
@@ -179,7 +179,7 @@ final class TLSSessionTests: XCTestCase {
         XCTAssertTrue(session.capabilities.startTLS)
         XCTAssertNil(session.tlsDescription)
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertTrue(try relay.records().first?["tls"] is NSNull)
     }
 
@@ -196,7 +196,7 @@ final class TLSSessionTests: XCTestCase {
         XCTAssertEqual(notices.all.count, 1)
         XCTAssertTrue(notices.all.first?.contains("trying again in plain text (TLS=may)") == true, notices.all.first ?? "")
         XCTAssertEqual(deliverOne(session).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertEqual(relay.connectionCount(), 2, "one failed STARTTLS, one plain connection")
     }
 #endif
@@ -224,7 +224,7 @@ final class TLSSessionTests: XCTestCase {
         for i in 0..<60_000 { text += "line \(i) of a long posting, long enough to fill many TLS records\r\n" }
         let envelope = Envelope(sender: "owner@lists.example.org", recipients: [EnvelopeRecipient(address: "a@example.net")])
         XCTAssertEqual(session.send(envelope, message: TestMessage(text)).map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         let record = try XCTUnwrap(relay.records().first)
         let data = Data(base64Encoded: record["data_b64"] as? String ?? "") ?? Data()
         XCTAssertEqual(data, Data(text.utf8))
@@ -235,7 +235,7 @@ final class TLSSessionTests: XCTestCase {
     func testAnIdleTLSConnectionIsProbedAndReused() throws {
         let relay = try starttlsRelay(certs.server)
         var settings = SessionSettings.testing(tls: .require, ca: certs.ca)
-        settings.idleProbeAfter = 0.1
+        settings.idleProbeAfter = .milliseconds(100)
         let session = SMTPSession(host: "localhost", port: relay.port, settings: settings)
         try session.open()
         usleep(200_000)
@@ -244,7 +244,7 @@ final class TLSSessionTests: XCTestCase {
         usleep(200_000)
         XCTAssertTrue(session.checkAlive())
         XCTAssertEqual(deliverOne(session, tag: "again").map(\.kind), [.delivered])
-        session.close()
+        _ = session.close()
         XCTAssertEqual(relay.connectionCount(), 1)
         XCTAssertEqual(try relay.records().compactMap { $0["tls"] as? String }.count, 2)
     }

@@ -24,23 +24,6 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 }
 
-/// A point on the monotonic clock, in seconds.
-public struct Deadline: Sendable, Comparable {
-    public let seconds: Double
-    public static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-    public static func after(_ interval: Double) -> Deadline { Deadline(seconds: now() + interval) }
-    /// Milliseconds left, for poll(2); 0 when passed.
-    var remainingMilliseconds: Int32 {
-        let left = (seconds - Deadline.now()) * 1000
-        return left <= 0 ? 0 : Int32(min(left.rounded(.up), Double(Int32.max)))
-    }
-    public static func < (a: Deadline, b: Deadline) -> Bool { a.seconds < b.seconds }
-}
-
 /// A connected non-blocking TCP socket.
 public final class Socket {
     public let fd: Int32
@@ -55,7 +38,7 @@ public final class Socket {
     deinit { Glibc.close(fd) }
 
     /// Resolves `host` and connects to its addresses in order until one answers.
-    public static func connect(host: String, port: UInt16, timeout: Double) throws(TransportError) -> Socket {
+    public static func connect(host: String, port: UInt16, timeout: Duration) throws(TransportError) -> Socket {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_family = AF_UNSPEC

@@ -23,6 +23,9 @@ public struct SMTPTimeoutSettings: Hashable, Sendable {
     public var dataInit: Seconds = 120    // SMTP_DATA_INIT_TIMEOUT (smtp_data_init_timeout: reply to DATA)
     public var dataBlock: Seconds = 180   // SMTP_DATA_BLOCK_TIMEOUT (smtp_data_xfer_timeout: each write)
     public var dataDone: Seconds = 600    // SMTP_DATA_DONE_TIMEOUT (smtp_data_done_timeout: reply to the dot)
+    public var tlsHandshake: Seconds = 300 // SMTP_TLS_TIMEOUT (smtp_starttls_timeout: the TLS handshake)
+    /// SMTP_IDLE_PROBE: a connection idle this long is probed with RSET before it is used again.
+    public var idleProbe: Seconds = 10
 
     public init() {}
 }

@@ -14,6 +14,7 @@ struct SiteConfigurationReader {
     private static let timeoutKeys: Set<String> = [
         "SMTP_CONNECT_TIMEOUT", "SMTP_GREETING_TIMEOUT", "SMTP_COMMAND_TIMEOUT",
         "SMTP_DATA_INIT_TIMEOUT", "SMTP_DATA_BLOCK_TIMEOUT", "SMTP_DATA_DONE_TIMEOUT",
+        "SMTP_TLS_TIMEOUT", "SMTP_IDLE_PROBE",
     ]
 
     /// The timeout a key sets (key paths are not Sendable, so no static table of them).
@@ -25,6 +26,8 @@ struct SiteConfigurationReader {
         case "SMTP_DATA_INIT_TIMEOUT": \.dataInit
         case "SMTP_DATA_BLOCK_TIMEOUT": \.dataBlock
         case "SMTP_DATA_DONE_TIMEOUT": \.dataDone
+        case "SMTP_TLS_TIMEOUT": \.tlsHandshake
+        case "SMTP_IDLE_PROBE": \.idleProbe
         default: nil
         }
     }

@@ -193,6 +193,7 @@ final class TestClock: @unchecked Sendable {
     init(_ date: Date) { now = date }
     var date: Date { lock.withLock { now } }
     func set(_ date: Date) { lock.withLock { now = date } }
+    func advance(by seconds: Double) { lock.withLock { now = now.addingTimeInterval(seconds) } }
     var function: @Sendable () -> Date { { [self] in date } }
 
     /// A local time on a given weekday (1 = Sunday … 7 = Saturday) of a fixed week.

@@ -7,16 +7,17 @@
 import Foundation
 import SMTPClient
 import SpoolKit
+import Synchronization
 
-final class RateLimiter: @unchecked Sendable {
-    private final class Bucket {
+final class RateLimiter: Sendable {
+    fileprivate struct Bucket {
         let pools: PoolSet?
         let bytesPerSecond: Double
         /// The most a quiet bucket saves up: a quarter second's worth.
         let capacity: Double
         var tokens: Double
-        var updated: Double
-        init(_ limit: RateLimit, now: Double) {
+        var updated: ContinuousClock.Instant
+        init(_ limit: RateLimit, now: ContinuousClock.Instant) {
             pools = limit.pools
             bytesPerSecond = limit.bitsPerSecond / 8
             capacity = max(bytesPerSecond / 4, 1500)
@@ -25,30 +26,39 @@ final class RateLimiter: @unchecked Sendable {
         }
     }
 
-    private let lock = NSLock()
-    private let buckets: [Bucket]
-    var isActive: Bool { !buckets.isEmpty }
+    private let buckets: Mutex<[Bucket]>
+    let isActive: Bool
 
     init(_ limits: [RateLimit]) {
-        let now = Deadline.now()
-        buckets = limits.map { Bucket($0, now: now) }
+        let now = ContinuousClock.now
+        buckets = Mutex(limits.map { Bucket($0, now: now) })
+        isActive = !limits.isEmpty
     }
 
     /// Charges `bytes` sent for a job of `pool`, sleeping as long as the stricter bucket asks.
     func charge(_ bytes: Int, pool: Pool) {
-        guard !buckets.isEmpty, bytes > 0 else { return }
-        let wait: Double = lock.withLock {
-            let now = Deadline.now()
+        guard isActive, bytes > 0 else { return }
+        let wait: Double = buckets.withLock { buckets in
+            let now = ContinuousClock.now
             var longest = 0.0
-            for bucket in buckets where bucket.pools?.contains(pool) ?? true {
-                bucket.tokens = min(bucket.capacity, bucket.tokens + (now - bucket.updated) * bucket.bytesPerSecond)
-                bucket.updated = now
-                bucket.tokens -= Double(bytes)
-                if bucket.tokens < 0 { longest = max(longest, -bucket.tokens / bucket.bytesPerSecond) }
+            for i in buckets.indices where buckets[i].pools?.contains(pool) ?? true {
+                buckets[i].charge(bytes, now: now, longest: &longest)
             }
             return longest
         }
         if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+    }
+}
+
+extension RateLimiter.Bucket {
+    /// Refills for the time passed, takes `bytes`, and raises `longest` to the wait a debt asks.
+    mutating func charge(_ bytes: Int, now: ContinuousClock.Instant, longest: inout Double) {
+        let passed = now - updated
+        let seconds = Double(passed.components.seconds) + Double(passed.components.attoseconds) / 1e18
+        tokens = min(capacity, tokens + seconds * bytesPerSecond)
+        updated = now
+        tokens -= Double(bytes)
+        if tokens < 0 { longest = max(longest, -tokens / bytesPerSecond) }
     }
 }
 

@@ -2,6 +2,10 @@
 // then the watcher) → workers → status. `run()` returns the exit status.
 // In drain mode there is no watcher: every job due at start is tried once, and the run
 // ends when no due job is left and no worker holds one.
+// Shared state: the configuration in force and the worker list each live behind a
+// `Mutex` (a reload replaces them; the status loop and the control socket read them);
+// `operations` keeps reloads and control commands from overlapping, and is never held
+// while waiting for a worker.
 
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -11,41 +15,53 @@ import SMTPClient
 import SpoolKit
 import Synchronization
 
-final class Daemon: @unchecked Sendable {
-    /// The configuration in force (replaced by a reload, under `operations`).
-    var config: SiteConfiguration
+final class Daemon: Sendable {
+    private let configuration: Mutex<SiteConfiguration>
+    /// The configuration in force (a reload replaces it).
+    var config: SiteConfiguration { configuration.withLock { $0 } }
     let spool: Spool
     let draining: Bool
     let queue: JobQueue
     let board: StatusBoard
-    var workers: [Worker] = []
+    private let roster = Mutex(Roster())
     /// Held by reloads and control commands, so they never overlap.
-    let operations = NSLock()
-    private var control: ControlSocket?
-    var limiter = RateLimiter([])
+    let operations = Mutex(())
+    private let control = Mutex<ControlSocket?>(nil)
+    private let limiterInForce: Mutex<RateLimiter>
     /// Journals on disk, listed once at start (`scanSpool`).
     let journals = JournalRegistry([])
-    private var watcher: SpoolWatcher?
+    private let watcher = Mutex<SpoolWatcher?>(nil)
     private let stopping = Atomic<Bool>(false)
-    private let started = Date().timeIntervalSince1970
+    private let started: Double
     /// systemd's NOTIFY_SOCKET (a no-op without it).
     let notifier = SystemdNotifier()
-    /// METRICS_FILE is written every this many status updates (one a second).
-    static let metricsEvery = 5
+    private let lockDescriptor = Mutex<FileDescriptor?>(nil)
 
-    /// The time the workers see (tests move it to open and close windows).
-    let clock: @Sendable () -> Date
+    /// The time the workers see (tests move it to open and close windows, and to make
+    /// deferred jobs due).
+    let clock: WallClock
     let calendar: Calendar
 
-    init(config: SiteConfiguration, draining: Bool, clock: @escaping @Sendable () -> Date = { Date() }, calendar: Calendar = .current) {
-        self.config = config
-        self.spool = Spool(root: config.spoolDirectory)
-        self.draining = draining
-        self.clock = clock
-        self.calendar = calendar
-        self.queue = JobQueue(policy: DispatchPolicy(config, draining: draining), draining: draining)
-        self.board = StatusBoard(config.workers)
+    /// The workers: those in service, and those stopping after a reload.
+    private struct Roster {
+        var serving: [Worker] = []
+        var retiring: [Worker] = []
     }
+
+    init(config: SiteConfiguration, draining: Bool, clock: @escaping @Sendable () -> Date = { Date() }, calendar: Calendar = .current) {
+        configuration = Mutex(config)
+        spool = Spool(root: config.spoolDirectory)
+        self.draining = draining
+        self.clock = WallClock(clock)
+        self.calendar = calendar
+        queue = JobQueue(policy: DispatchPolicy(config, draining: draining), draining: draining, clock: self.clock)
+        board = StatusBoard(config.workers)
+        limiterInForce = Mutex(RateLimiter(config.rateLimits))
+        started = self.clock.seconds
+    }
+
+    var workers: [Worker] { roster.withLock { $0.serving } }
+    var limiter: RateLimiter { limiterInForce.withLock { $0 } }
 
     enum StartError: Error, CustomStringConvertible {
         case alreadyRunning(pid: Int32?, spool: String)
@@ -59,10 +75,9 @@ final class Daemon: @unchecked Sendable {
         }
     }
 
-    private var lockDescriptor: FileDescriptor?
-
     /// Takes the spool, scans it and starts the workers.
     func start() throws {
+        let config = self.config
         do {
             try checkRelaySecurity(config)
         } catch {
@@ -76,12 +91,12 @@ final class Daemon: @unchecked Sendable {
         guard let lock = try spool.lock() else {
             throw StartError.alreadyRunning(pid: spool.daemonPID(), spool: spool.root)
         }
-        lockDescriptor = lock
+        lockDescriptor.withLock { $0 = lock }
         for warning in config.warnings { Log.warning("\(config.file): \(warning)") }
         if config.strictRoundRobin {
             Log.notice("strict round-robin is active: a job with spool id k goes to the worker w with k ≡ w (mod N) of its pool; an unavailable worker's jobs pass on after \(config.strictRoundRobinWait) s")
         }
-        AtomicFile.sweep(directory: spool.root, olderThan: 3600, now: Date().timeIntervalSince1970)
+        AtomicFile.sweep(directory: spool.root, olderThan: Limits.temporaryFileAge, now: clock.seconds)
         let found = try scanSpool()
         for pool in config.unservedPools(in: spool) {
             Log.warning("pool \(pool) holds jobs but no worker serves it: they wait until a worker line says POOL=\(pool) (or POOL=*)")
@@ -89,29 +104,29 @@ final class Daemon: @unchecked Sendable {
         Log.notice("poold \(draining ? "draining" : "serving") \(spool.root): \(found.queued) job(s) queued, \(found.deferred) deferred; \(config.workers.count) worker(s)")
         if !draining {
             let watcher = try SpoolWatcher(spool: spool, rescanInterval: config.rescanInterval)
-            self.watcher = watcher
+            self.watcher.withLock { $0 = watcher }
             let thread = Thread { [self] in
                 Thread.current.name = "watcher"
                 watcher.run(onNames: { self.offer($0) }, onRescan: { self.offer($0) })
             }
             thread.start()
         }
-        limiter = RateLimiter(config.rateLimits)
         for limit in config.rateLimits {
             Log.info("rate limit: \(Int(limit.bitsPerSecond)) bit/s for \(limit.pools.map { "pools \($0)" } ?? "the whole server")")
         }
-        workers = try config.workers.map { try makeWorker($0, config: config) }
-        if !draining { try startControlSocket() }
-        try dropPrivilegesIfAsked()
+        let workers = try config.workers.map { try makeWorker($0, config: config) }
+        roster.withLock { $0.serving = workers }
+        if !draining { try startControlSocket(config) }
+        try dropPrivilegesIfAsked(config)
         for worker in workers { worker.start() }
         let snapshot = writeStatus()
-        writeMetrics(snapshot)
+        writeMetrics(snapshot, config: config)
         notifier.ready(status: snapshot.systemdStatus)
     }
 
     /// RUN_AS: everything root was needed for is open by now (the lock, inotify, the
     /// control socket); hand the spool's daemon places over and become that user.
-    private func dropPrivilegesIfAsked() throws {
+    private func dropPrivilegesIfAsked(_ config: SiteConfiguration) throws {
         guard geteuid() == 0 else {
             if let user = config.runAs { Log.info("RUN_AS=\(user) ignored: not started as root") }
             return
@@ -122,7 +137,8 @@ final class Daemon: @unchecked Sendable {
         }
         do {
             let account = try Privileges.account(user)
-            try Privileges.handOver(spool, extra: control.map { [$0.path] } ?? [], to: account)
+            let extra = control.withLock { $0.map { [$0.path] } } ?? []
+            try Privileges.handOver(spool, extra: extra, to: account)
             try Privileges.drop(to: account, spool: spool)
             Log.notice("running as \(user) (uid \(account.uid), gid \(account.gid))")
         } catch {
@@ -133,30 +149,30 @@ final class Daemon: @unchecked Sendable {
     /// A worker for `spec` under `config` (at start, and for lines a reload changed).
     func makeWorker(_ spec: WorkerSpec, config: SiteConfiguration) throws -> Worker {
         let baseSettings = SessionSettings(heloName: config.heloName ?? Daemon.hostName(), timeouts: config.timeouts.smtp)
-        let bounces = BounceReport(spool: spool, reportingMTA: baseSettings.heloName) { [queue] name, path, size in
-            queue.offer([(name, path, size, nil)])
+        let bounces = BounceReport(spool: spool, reportingMTA: baseSettings.heloName) { [queue] name, size in
+            queue.offer([JobOffer(name: name, place: .queued, size: size, due: nil)])
         }
-        let deliverySettings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
-                                                retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
-        var delivery = JobDelivery(spool: spool, settings: deliverySettings, failures: bounces,
-                                   workerID: spec.id, limiter: limiter, journals: journals, clock: { Date().timeIntervalSince1970 })
+        let settings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
+                                        retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
+        let context = DeliveryContext(spool: spool, settings: settings, journals: journals, limiter: limiter,
+                                      bounces: bounces, clock: clock)
         let description = Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id))
-        if let directory = config.logDirectory {
-            delivery.log = WorkerLog(directory: directory, worker: spec.id, header: "worker \(spec.id): \(description)")
-        }
-        let workerSettings: SessionSettings
+        let log = config.logDirectory.map { WorkerLog(directory: $0, worker: spec.id, header: "worker \(spec.id): \(description)") }
+        var workerSettings: SessionSettings
         do {
             workerSettings = try sessionSettings(for: spec.settings, base: baseSettings)
         } catch {
             throw StartError.refused("\(error)")
         }
+        workerSettings.timeouts.tlsHandshake = .seconds(config.timeouts.tlsHandshake)
+        workerSettings.idleProbeAfter = .seconds(config.timeouts.idleProbe)
         Log.info("worker \(spec.id): \(description)")
-        return Worker(spec: spec, queue: queue, board: board, delivery: delivery,
-                      sessionSettings: workerSettings, draining: draining, clock: clock, calendar: calendar,
+        return Worker(spec: spec, queue: queue, board: board, context: context, sessionSettings: workerSettings,
+                      draining: draining, calendar: calendar, log: log,
                       daemonStopping: { [unowned self] in self.stopping.load(ordering: .relaxed) })
     }
 
-    private func startControlSocket() throws {
+    private func startControlSocket(_ config: SiteConfiguration) throws {
         let path = config.controlSocket ?? spool.root + "/.poold.sock"
         let socket: ControlSocket
         do {
@@ -164,7 +180,7 @@ final class Daemon: @unchecked Sendable {
         } catch {
             throw StartError.refused("control socket: \(error)")
         }
-        control = socket
+        control.withLock { $0 = socket }
         let thread = Thread { [self] in
             Thread.current.name = "control"
             socket.run { line, peer in self.command(line, peer: peer) }
@@ -174,61 +190,88 @@ final class Daemon: @unchecked Sendable {
 
     /// Offers jobs seen in the spool directory to the index (new ones only).
     func offer(_ names: [JobName]) {
-        var jobs: [(name: JobName, path: String, size: Int64, due: Double?)] = []
+        var jobs: [JobOffer] = []
         for name in names {
-            let path = spool.root + "/" + name.fileName
-            if queue.isKnown(path) { continue }
-            guard let st = try? FileSystem.status(path), st.isRegular else { continue }
-            jobs.append((name, path, st.size, nil))
+            if queue.isKnown(name, in: .queued) { continue }
+            guard let st = try? FileSystem.status(spool.path(of: name, in: .queued)), st.isRegular else { continue }
+            jobs.append(JobOffer(name: name, place: .queued, size: st.size, due: nil))
         }
         queue.offer(jobs)
     }
 
     /// The first look at the spool: queued jobs oldest first, deferred jobs with the time
-    /// their journal gives, and journals whose job is gone removed.
+    /// their journal gives, and journals whose job is gone removed. A journal that cannot
+    /// be read is named in the log, and its job waits for the first retry.
     private func scanSpool() throws -> (queued: Int, deferred: Int) {
-        let existing = spool.journals()
-        func journal(_ name: JobName, _ st: FileStatus) -> Journal? {
-            let path = spool.journalPath(for: name.fileName, inode: st.inode)
-            return existing.contains(path) ? try? Journal(path: path) : nil
+        let existing: Set<String>
+        do {
+            existing = try spool.journals()
+        } catch {
+            throw StartError.refused("cannot list the journals in \(spool.stateDirectory): \(error)")
+        }
+        let firstRetry = config.retrySchedule[0]
+        let now = clock.seconds
+        /// When the job is due by its journal; nil when it has none.
+        func due(_ name: JobName, _ st: FileStatus) -> Double? {
+            let path = spool.journalPath(for: name, inode: st.inode)
+            guard existing.contains(path) else { return nil }
+            do {
+                return try Journal(path: path).nextAttempt
+            } catch {
+                Log.error("job=\(name): cannot read its journal \(path): \(error); it waits \(Int(firstRetry)) s rather than being sent again whole")
+                return now + firstRetry
+            }
         }
         var live: Set<String> = []
-        var queued: [(name: JobName, path: String, st: FileStatus)] = []
+        var queued: [(name: JobName, st: FileStatus)] = []
         for name in try spool.jobs() {
-            let path = spool.root + "/" + name.fileName
-            guard let st = try? FileSystem.status(path), st.isRegular else { continue }
-            queued.append((name, path, st))
+            guard let st = try? FileSystem.status(spool.path(of: name, in: .queued)), st.isRegular else { continue }
+            queued.append((name, st))
         }
         queued.sort { ($0.st.modified, $0.name) < ($1.st.modified, $1.name) }
-        var offers: [(name: JobName, path: String, size: Int64, due: Double?)] = []
+        var offers: [JobOffer] = []
         var deferredCount = 0
         for job in queued {
             live.insert("\(job.name.fileName).\(job.st.inode)")
-            if let next = journal(job.name, job.st)?.nextAttempt, next > Date().timeIntervalSince1970 {
+            if let next = due(job.name, job.st), next > now {
                 // Deferred, but the crash came before the move to deferred/.
-                let path = (try? spool.moveToDeferred(path: job.path, name: job.name.fileName)) ?? job.path
-                offers.append((job.name, path, job.st.size, draining ? .infinity : next))
+                var place = JobPlace.queued
+                do {
+                    try spool.moveToDeferred(job.name, from: .queued)
+                    place = .deferred
+                } catch {
+                    Log.error("job=\(job.name): cannot move it to \(spool.deferredDirectory): \(error)")
+                }
+                offers.append(JobOffer(name: job.name, place: place, size: job.st.size, due: draining ? .infinity : next))
                 deferredCount += 1
             } else {
-                offers.append((job.name, job.path, job.st.size, nil))
+                offers.append(JobOffer(name: job.name, place: .queued, size: job.st.size, due: nil))
             }
         }
-        for name in (try? spool.jobs(in: spool.deferredDirectory)) ?? [] {
-            let path = spool.deferredDirectory + "/" + name.fileName
-            guard let st = try? FileSystem.status(path), st.isRegular else { continue }
+        let deferredNames: [JobName]
+        do {
+            deferredNames = try spool.jobs(in: spool.deferredDirectory)
+        } catch {
+            Log.error("cannot list \(spool.deferredDirectory): \(error); its jobs wait until the next start")
+            deferredNames = []
+        }
+        for name in deferredNames {
+            guard let st = try? FileSystem.status(spool.path(of: name, in: .deferred)), st.isRegular else { continue }
             live.insert("\(name.fileName).\(st.inode)")
-            let due = journal(name, st)?.nextAttempt ?? 0
-            offers.append((name, path, st.size, due))
+            offers.append(JobOffer(name: name, place: .deferred, size: st.size, due: due(name, st) ?? 0))
             deferredCount += 1
         }
         let orphans = Set(spool.orphans(among: existing, live: live))
-        for orphan in orphans { try? FileSystem.unlink(orphan, missingOK: true) }
+        for orphan in orphans {
+            do {
+                try FileSystem.unlink(orphan, missingOK: true)
+            } catch {
+                Log.error("cannot remove the journal \(orphan) of a job that is gone: \(error)")
+            }
+        }
         for path in existing.subtracting(orphans) { journals.insert(path) }
         // In a drain, jobs not yet due are left alone.
-        if draining {
-            let now = Date().timeIntervalSince1970
-            offers.removeAll { ($0.due ?? 0) > now }
-        }
+        if draining { offers.removeAll { ($0.due ?? 0) > now } }
         queue.offer(offers)
         return (queued.count, deferredCount)
     }
@@ -239,10 +282,10 @@ final class Daemon: @unchecked Sendable {
             Thread.current.name = "status"
             var tick = 0
             while !stopping.load(ordering: .relaxed) {
-                Thread.sleep(forTimeInterval: 1)
+                Thread.sleep(forTimeInterval: Double(Limits.statusInterval.components.seconds))
                 let snapshot = writeStatus()
                 tick += 1
-                if tick % Daemon.metricsEvery == 0 { writeMetrics(snapshot) }
+                if tick % Limits.metricsEvery == 0 { writeMetrics(snapshot, config: config) }
                 notifier.status(snapshot.systemdStatus)
                 notifier.pingWatchdog()
             }
@@ -250,21 +293,22 @@ final class Daemon: @unchecked Sendable {
         statusThread.start()
         // A reload may replace workers while we wait: join until none is left running.
         while true {
-            let current = operations.withLock { workers }
+            let current = roster.withLock { $0.serving + $0.retiring }
             for worker in current { worker.join() }
-            if operations.withLock({ workers.map(ObjectIdentifier.init) }) == current.map(ObjectIdentifier.init) { break }
+            let now = roster.withLock { $0.serving + $0.retiring }
+            if now.map(ObjectIdentifier.init) == current.map(ObjectIdentifier.init) { break }
         }
         stopping.store(true, ordering: .relaxed)
-        control?.stop()
-        watcher?.stop()
+        control.withLock { $0?.stop() }
+        watcher.withLock { $0?.stop() }
         queue.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
         var last = board.snapshot(queue: queue, spool: spool, started: started)
         last.daemon = "stopped"
-        writeMetrics(last)
+        writeMetrics(last, config: config)
         let totals = board.all.reduce(into: (0, 0, 0)) { $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed }
         Log.notice("poold stopped: \(totals.0) delivered, \(totals.1) deferred, \(totals.2) failed")
-        lockDescriptor?.close()
+        lockDescriptor.withLock { $0?.close() }
         return 0
     }
 
@@ -275,19 +319,44 @@ final class Daemon: @unchecked Sendable {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         Log.notice("stopping: finishing the transactions in hand")
         notifier.stopping()
-        for worker in operations.withLock({ workers }) { worker.stop() }
+        for worker in roster.withLock({ $0.serving + $0.retiring }) { worker.stop() }
         queue.stop()
-        watcher?.stop()
+        watcher.withLock { $0?.stop() }
+    }
+
+    // MARK: - the roster, for reloads
+
+    /// Replaces the worker list: `serving` goes into service, `retiring` finish their
+    /// transactions in flight and leave.
+    func replaceWorkers(serving: [Worker], retiring: [Worker]) {
+        roster.withLock {
+            $0.serving = serving
+            $0.retiring += retiring
+        }
+    }
+
+    /// A retired worker has ended: it leaves the roster.
+    func retired(_ worker: Worker) {
+        roster.withLock { $0.retiring.removeAll { $0 === worker } }
+    }
+
+    func replaceConfiguration(_ new: SiteConfiguration, limiter: RateLimiter?) {
+        configuration.withLock { $0 = new }
+        if let limiter { limiterInForce.withLock { $0 = limiter } }
     }
 
     @discardableResult
     private func writeStatus() -> StatusSnapshot {
         let snapshot = board.snapshot(queue: queue, spool: spool, started: started)
-        try? AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
+        do {
+            try AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
+        } catch {
+            Log.debug("cannot write \(spool.statusPath): \(error)")
+        }
         return snapshot
     }
 
-    private func writeMetrics(_ snapshot: StatusSnapshot) {
+    private func writeMetrics(_ snapshot: StatusSnapshot, config: SiteConfiguration) {
         if let path = config.metricsFile { MetricsFile.publish(snapshot, to: path) }
     }
 
@@ -311,12 +380,13 @@ final class Daemon: @unchecked Sendable {
 extension SMTPTimeoutSettings {
     var smtp: SMTPTimeouts {
         var t = SMTPTimeouts()
-        t.connect = connect
-        t.greeting = greeting
-        t.command = command
-        t.dataInit = dataInit
-        t.dataBlock = dataBlock
-        t.dataDone = dataDone
+        t.connect = .seconds(connect)
+        t.greeting = .seconds(greeting)
+        t.command = .seconds(command)
+        t.dataInit = .seconds(dataInit)
+        t.dataBlock = .seconds(dataBlock)
+        t.dataDone = .seconds(dataDone)
+        t.tlsHandshake = .seconds(tlsHandshake)
         return t
     }
 }

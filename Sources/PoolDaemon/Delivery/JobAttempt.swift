@@ -1,0 +1,276 @@
+// One attempt at one job, as a value: the job is read and checked whole, its transactions
+// are planned in parts of at most MAXBSMTP recipients (skipping what the journal says is
+// decided), each part goes out as one SMTP transaction, each transaction's result turns
+// into spool effects (journal lines, a DSN to spool, a part to send again now), and the
+// end of the attempt is one more effect: finish, defer or put back. The attempt does no
+// I/O of its own: `SpoolExecutor` applies the effects, in order.
+//
+// Retries inside an attempt: recipients a 452 turned away go in a new part at once; a
+// part the connection failed (421, dropped before its message was out, a spent session)
+// goes again at once on a new connection, once — a second failure in a row defers it;
+// a part that never reached the relay goes again at no cost.
+
+import SMTPClient
+import SpoolKit
+
+extension MessageReader: MessageSource {}
+
+struct DeliverySettings: Sendable {
+    var maxRecipients: Int
+    var sort: RecipientSort
+    var retrySchedule: [Double]
+    var queueLifetime: Double
+}
+
+/// Recipients of one job transaction that go in one SMTP transaction.
+struct Part: Sendable {
+    var transaction: Int
+    /// Recipient indices in the transaction.
+    var members: [Int]
+    /// Which MAXBSMTP part, and whether MAXBSMTP split the transaction at all.
+    var number: Int
+    var split: Bool
+    /// A connection already failed this part once: the next failure defers it.
+    var retried = false
+}
+
+/// What an attempt did, for the worker's counters.
+struct AttemptCounters: Sendable {
+    var delivered = 0
+    var deferred = 0
+    var failed = 0
+    /// Message bytes (wire form) of the transactions a relay accepted.
+    var bytes: Int64 = 0
+}
+
+struct JobAttempt {
+    let job: QueuedJob
+    let path: String
+    let content: BSMTPJob
+    /// The whole file, when it was small enough to be read once.
+    let bytes: [UInt8]?
+    let journalPath: String
+    /// The journal as it stands on disk (the executor appends to it).
+    var journal: Journal
+    /// When the attempt began (wall clock).
+    let began: Double
+    /// The job has waited past QUEUE_LIFETIME: what is deferred now fails.
+    let expired: Bool
+    let settings: DeliverySettings
+    private(set) var parts: [Part]
+    private var pending: FIFO<Int>
+    private var inFlight: Set<Int> = []
+    private var stopped = false
+    /// Recipients deferred in this attempt, with their outcome.
+    private(set) var deferrals: [RecipientKey: RecipientOutcome] = [:]
+    private(set) var counters = AttemptCounters()
+
+    enum Opening {
+        case ready(JobAttempt)
+        /// Not valid BSMTP: the reason, with its line.
+        case invalid(String)
+        /// The file is gone (another process removed it).
+        case vanished
+        /// It cannot be read now (or its journal cannot): try again later, with this reason.
+        case unreadable(String)
+    }
+
+    static func open(_ job: QueuedJob, spool: Spool, journals: JournalRegistry, settings: DeliverySettings, now: Double) -> Opening {
+        let path = spool.path(of: job.name, in: job.place)
+        let status: FileStatus
+        let parsed: BSMTPJob
+        let bytes: [UInt8]?
+        do {
+            status = try FileSystem.status(path)
+            (parsed, bytes) = try BSMTPReader.load(path: path)
+        } catch let error as BSMTPError {
+            return .invalid(error.description)
+        } catch let error as SystemError where error.isNotFound {
+            return .vanished
+        } catch {
+            return .unreadable("cannot read \(path): \(error)")
+        }
+        let journalPath = spool.journalPath(for: job.name, inode: status.inode)
+        let journal: Journal
+        do {
+            // Most jobs have none: look on disk only for journals the daemon knows exist.
+            journal = journals.contains(journalPath) ? try Journal(path: journalPath) : Journal(absentAt: journalPath)
+        } catch {
+            // Without it the job would be sent again whole: better wait and say so.
+            return .unreadable("cannot read its journal \(journalPath): \(error)")
+        }
+        let expired = journal.firstAttempt.map { now - $0 > settings.queueLifetime } ?? false
+        return .ready(JobAttempt(job: job, path: path, content: parsed, bytes: bytes, journalPath: journalPath,
+                                 journal: journal, began: now, expired: expired, settings: settings))
+    }
+
+    private init(job: QueuedJob, path: String, content: BSMTPJob, bytes: [UInt8]?, journalPath: String,
+                 journal: Journal, began: Double, expired: Bool, settings: DeliverySettings) {
+        self.job = job
+        self.path = path
+        self.content = content
+        self.bytes = bytes
+        self.journalPath = journalPath
+        self.journal = journal
+        self.began = began
+        self.expired = expired
+        self.settings = settings
+        parts = JobAttempt.plan(content, journal: journal, settings: settings)
+        pending = FIFO()
+        for p in parts.indices { pending.append(p) }
+    }
+
+    // MARK: sending
+
+    /// Parts wait to go out.
+    var hasMore: Bool { !stopped && !pending.isEmpty }
+    /// Nothing is in flight and nothing more will go out: the attempt can end.
+    var isSettled: Bool { inFlight.isEmpty && !hasMore }
+
+    /// The next part to send: its index, envelope and message.
+    mutating func next() -> (part: Int, envelope: Envelope, message: MessageReader)? {
+        guard !stopped, let p = pending.popFirst() else { return nil }
+        inFlight.insert(p)
+        let part = parts[p]
+        let tx = content.transactions[part.transaction]
+        let envelope = Envelope(sender: tx.sender, senderParameters: tx.senderParameters,
+                                recipients: part.members.map { EnvelopeRecipient(address: tx.recipients[$0].address, parameters: tx.recipients[$0].parameters) })
+        return (p, envelope, MessageReader(path: path, transaction: tx, bytes: bytes))
+    }
+
+    /// No more parts go out (the window closed, the worker stops): those in flight end,
+    /// and the job goes back to the queue with what is decided journaled.
+    mutating func stop() { stopped = true }
+
+    /// The parts not yet sent are deferred with `outcome` (the relay cannot be reached).
+    mutating func deferUnsent(_ outcome: RecipientOutcome) {
+        while let p = pending.popFirst() {
+            for i in parts[p].members { deferrals[RecipientKey(parts[p].transaction, i)] = outcome }
+            counters.deferred += parts[p].members.count
+        }
+    }
+
+    // MARK: results
+
+    /// One transaction's result turned into spool effects.
+    mutating func record(_ result: TransactionResult, part p: Int, worker: Int, relay: String) -> [SpoolEffect] {
+        inFlight.remove(p)
+        let part = parts[p]
+        let tx = content.transactions[part.transaction]
+        let retryNow: Bool
+        switch result.retry {
+        case .notSent: retryNow = true
+        case .newConnection: retryNow = !part.retried
+        case .none: retryNow = false
+        }
+        var decided: [Journal.Record] = []
+        var failures: [Bounce.Failure] = []
+        var tooMany: [Int] = []
+        var again: [Int] = []
+        var accepted = 0, deferred = 0
+        for (i, outcome) in zip(part.members, result.outcomes) {
+            let key = RecipientKey(part.transaction, i)
+            switch outcome.kind {
+            case .delivered:
+                accepted += 1
+                decided.append(.init(.delivered, key, reply: outcome.diagnostic))
+            case .failed:
+                failures.append(Bounce.Failure(key: key, recipient: tx.recipients[i], outcome: outcome))
+            case .deferred where retryNow:
+                again.append(i)
+            case .deferred:
+                deferred += 1
+                deferrals[key] = outcome
+            case .tooMany:
+                tooMany.append(i)
+            }
+        }
+        if !tooMany.isEmpty {
+            if accepted + failures.count > 0 {
+                again += tooMany
+            } else {
+                // The relay took nobody: waiting is better than asking again at once.
+                for (i, outcome) in zip(part.members, result.outcomes) where outcome.kind == .tooMany {
+                    deferrals[RecipientKey(part.transaction, i)] = outcome
+                }
+                deferred += tooMany.count
+            }
+        }
+        if !again.isEmpty {
+            var retry = Part(transaction: part.transaction, members: again, number: part.number, split: part.split)
+            retry.retried = part.retried || result.retry == .newConnection
+            parts.append(retry)
+            pending.pushFront(parts.count - 1)
+        }
+        counters.delivered += accepted
+        counters.deferred += deferred
+        counters.failed += failures.count
+        if accepted > 0 { counters.bytes += tx.wireSize }
+
+        var effects: [SpoolEffect] = []
+        if !decided.isEmpty { effects.append(.journal(decided)) }
+        if !failures.isEmpty { effects.append(.bounce(Bounce(transaction: tx, failures: failures, relay: relay))) }
+        let first = result.outcomes.first { $0.kind == .delivered } ?? result.outcomes.first
+        let parts = part.split ? " part=\(part.number + 1)" : ""
+        let retried = again.isEmpty ? "" : result.retry == .notSent ? " resent=\(again.count)" : " retry=\(again.count)"
+        effects.append(.note(.info, "job=\(job.name) worker=\(worker) tx=\(part.transaction + 1)/\(content.transactions.count)\(parts) relay=\(relay) rcpts=\(part.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failures.count)\(retried) reply=\"\(first?.diagnostic ?? "")\""))
+        return effects
+    }
+
+    /// The DSN for these recipients could not be spooled: they are not crossed off, they
+    /// wait and are reported again next time.
+    mutating func bounceFailed(_ bounce: Bounce) {
+        for failure in bounce.failures { deferrals[failure.key] = failure.outcome }
+        counters.failed -= bounce.failures.count
+        counters.deferred += bounce.failures.count
+    }
+
+    // MARK: the end
+
+    /// How the attempt ends, once it is settled.
+    func conclusion(now: Double) -> [SpoolEffect] {
+        if stopped && !pending.isEmpty { return [.putBack] }
+        if deferrals.isEmpty { return [.finish] }
+        let ordered = deferrals.sorted { $0.key < $1.key }
+        if expired {
+            // QUEUE_LIFETIME is over: the deferred recipients fail with their last reply.
+            var byTransaction: [Int: [Bounce.Failure]] = [:]
+            for (key, last) in ordered {
+                let outcome = RecipientOutcome(.failed, origin: .local("delivery time expired; last reply: \(last.diagnostic)"), status: .expired)
+                byTransaction[key.transaction, default: []].append(
+                    Bounce.Failure(key: key, recipient: content.transactions[key.transaction].recipients[key.recipient], outcome: outcome))
+            }
+            var effects: [SpoolEffect] = [.note(.warning, "job=\(job.name): \(deferrals.count) recipient(s) deferred past QUEUE_LIFETIME; failing them")]
+            for (t, failures) in byTransaction.sorted(by: { $0.key < $1.key }) {
+                effects.append(.bounce(Bounce(transaction: content.transactions[t], failures: failures, relay: nil)))
+            }
+            return effects + [.expire(count: deferrals.count)]
+        }
+        let schedule = settings.retrySchedule
+        let due = now + schedule[min(journal.attempts, schedule.count - 1)]
+        let records = ordered.map { Journal.Record(.deferred, $0.key, reply: $0.value.diagnostic) }
+        return [.deferral(records, due: due)]
+    }
+
+    /// The parts still to send, split at MAXBSMTP recipients and sorted as asked.
+    private static func plan(_ job: BSMTPJob, journal: Journal, settings: DeliverySettings) -> [Part] {
+        var parts: [Part] = []
+        for tx in job.transactions {
+            var members = tx.recipients.indices.filter { journal.decided[RecipientKey(tx.index, $0)] == nil }
+            if members.isEmpty { continue }
+            let sortNow = settings.sort == .byDomain
+                || (settings.sort == .byDomainWhenSplit && tx.recipients.count > settings.maxRecipients)
+            if sortNow {
+                members = members.enumerated()
+                    .sorted { (tx.recipients[$0.element].domain, $0.offset) < (tx.recipients[$1.element].domain, $1.offset) }
+                    .map(\.element)
+            }
+            let split = members.count > settings.maxRecipients
+            for (number, start) in stride(from: 0, to: members.count, by: settings.maxRecipients).enumerated() {
+                let end = min(start + settings.maxRecipients, members.count)
+                parts.append(Part(transaction: tx.index, members: Array(members[start..<end]), number: number, split: split))
+            }
+        }
+        return parts
+    }
+}

@@ -1,0 +1,339 @@
+// One SMTP worker: a thread with its own relay connection, taking the oldest due job of
+// the pools it serves. Inside its open-time windows it sends to its first host; outside
+// them, or while the first host cannot be reached, to its failover host if it has one,
+// otherwise it does no work (closed, or down). When a window closes, or the worker is
+// paused or stopped, it sends no further transaction, finishes those in flight, and puts
+// the unfinished jobs back with what is decided journaled.
+//
+// The loop, per turn: take a job when no open attempt has more to send (without waiting
+// while transactions are in flight), submit what the connection has room for, let the
+// session move bytes, and apply each result's effects. Strict round-robin counts a worker
+// as available only once it has reached its relay, and as unavailable from the first
+// failure until then.
+
+import Foundation
+import SMTPClient
+import SpoolKit
+import Synchronization
+
+/// What every worker shares: the spool, the settings of delivery, and where DSNs go.
+struct DeliveryContext: Sendable {
+    let spool: Spool
+    let settings: DeliverySettings
+    let journals: JournalRegistry
+    let limiter: RateLimiter
+    let bounces: BounceReport
+    let clock: WallClock
+}
+
+final class Worker: @unchecked Sendable {
+    let spec: WorkerSpec
+    let queue: JobQueue
+    let board: StatusBoard
+    let context: DeliveryContext
+    let sessionSettings: SessionSettings
+    let draining: Bool
+    let calendar: Calendar
+    let log: WorkerLog?
+    /// The daemon is stopping (checked before each transaction).
+    let daemonStopping: @Sendable () -> Bool
+    private let stopping = Atomic<Bool>(false)
+    private let paused = Atomic<Bool>(false)
+    private let done = NSCondition()
+    private var finished = false
+
+    init(spec: WorkerSpec, queue: JobQueue, board: StatusBoard, context: DeliveryContext, sessionSettings: SessionSettings,
+         draining: Bool, calendar: Calendar, log: WorkerLog?, daemonStopping: @escaping @Sendable () -> Bool) {
+        self.spec = spec
+        self.queue = queue
+        self.board = board
+        self.context = context
+        self.sessionSettings = sessionSettings
+        self.draining = draining
+        self.calendar = calendar
+        self.log = log
+        self.daemonStopping = daemonStopping
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            Thread.current.name = "smtpw\(spec.id)"
+            var shift = Shift(worker: self)
+            shift.run()
+            done.lock()
+            finished = true
+            done.broadcast()
+            done.unlock()
+        }
+        thread.stackSize = Limits.workerStack
+        thread.start()
+    }
+
+    /// Asks the worker to stop after the transactions in flight.
+    func stop() { stopping.store(true, ordering: .relaxed) }
+    var isStopping: Bool { stopping.load(ordering: .relaxed) || daemonStopping() }
+
+    /// `poolctl pause N`: the transactions in flight end, then the worker takes nothing
+    /// until resumed (strict round-robin passes its jobs on, as for a dead worker).
+    func pause() { paused.store(true, ordering: .relaxed) }
+    func resume() { paused.store(false, ordering: .relaxed) }
+    var isPaused: Bool { paused.load(ordering: .relaxed) }
+
+    func join() {
+        done.lock()
+        while !finished { done.wait() }
+        done.unlock()
+    }
+
+    var isOpenNow: Bool { spec.settings.isOpen(at: context.clock.now(), calendar: calendar) }
+
+    var executor: SpoolExecutor {
+        SpoolExecutor(spool: context.spool, journals: context.journals, bounces: context.bounces, clock: context.clock, log: log)
+    }
+
+    /// The queue and the board hear how a job's attempt ended.
+    func settle(_ job: QueuedJob, _ disposition: Disposition, _ counters: AttemptCounters) {
+        switch disposition {
+        case .finished, .quarantined, .vanished: queue.finished(job)
+        case .deferred(let place, let due): queue.reschedule(job, to: place, due: due)
+        case .putBack: queue.putBack(job)
+        }
+        board.update(spec.id) {
+            $0.delivered += counters.delivered
+            $0.deferred += counters.deferred
+            $0.failed += counters.failed
+            $0.bytes += counters.bytes
+            switch disposition {
+            case .finished, .quarantined: $0.jobs += 1
+            default: break
+            }
+            if case .quarantined = disposition { $0.quarantined += 1 }
+        }
+    }
+}
+
+/// A worker's thread at work: its routes, its open attempts, its loop. Thread-confined.
+private struct Shift {
+    let worker: Worker
+    let primary: RelayRoute
+    let failover: RelayRoute?
+    /// The route whose connection carries the open attempts' transactions.
+    var current: RelayRoute?
+    var conveyor = Conveyor()
+    let executor: SpoolExecutor
+    var id: Int { worker.spec.id }
+
+    init(worker: Worker) {
+        self.worker = worker
+        primary = RelayRoute(worker.spec.settings.relay, settings: worker.sessionSettings)
+        failover = worker.spec.settings.failover.map { RelayRoute($0, settings: worker.sessionSettings) }
+        executor = worker.executor
+    }
+
+    mutating func run() {
+        while !worker.isStopping {
+            if worker.isPaused {
+                windDown()
+                worker.queue.setAvailable(id, false)
+                worker.board.update(id) { $0.state = .paused; $0.job = nil }
+                if worker.draining { break }
+                Thread.sleep(forTimeInterval: 0.2)
+                continue
+            }
+            let open = worker.isOpenNow
+            let routes = [open ? primary : nil, failover].compactMap { $0 }.filter { !$0.isResting }
+            if let current, !routes.contains(where: { $0 === current }) {
+                windDown()  // its window closed, or it failed: finish what is in flight there
+            }
+            if routes.isEmpty && conveyor.isEmpty {
+                // Nothing to send to now: closed (outside every window, no failover) or down.
+                worker.queue.setAvailable(id, false)
+                if !open { _ = primary.session.close() }
+                worker.board.update(id) { $0.state = open ? .down : .closed; $0.job = nil }
+                if worker.draining { break }
+                Thread.sleep(forTimeInterval: Self.seconds(Limits.idleRecheck))
+                continue
+            }
+            if !conveyor.canDraw {
+                switch takeJob(open: open, routes: routes) {
+                case .stop: return finish()
+                case .again: continue
+                case .go: break
+                }
+            }
+            sendAndReceive(routes: routes)
+        }
+        finish()
+    }
+
+    private enum Turn { case go, again, stop }
+
+    /// Takes a job and opens its attempt on a connected route.
+    private mutating func takeJob(open: Bool, routes: [RelayRoute]) -> Turn {
+        let pools = worker.spec.settings.pools
+        let job: QueuedJob
+        if (current?.session.transactionsInFlight ?? 0) > 0 || !conveyor.isEmpty {
+            // Transactions are in flight: take a job only if one is there now.
+            guard let taken = worker.queue.tryTake(worker: id, serving: pools) else { return .go }
+            job = taken
+        } else {
+            if conveyor.isEmpty { worker.board.update(id) { $0.state = .idle; $0.job = nil } }
+            let keepWaiting = { [worker] in !worker.isStopping && !worker.isPaused && worker.isOpenNow == open }
+            switch worker.queue.take(worker: id, serving: pools, keepWaiting: keepWaiting) {
+            case .job(let taken): job = taken
+            case .finished: return .stop
+            case .recheck: return .again
+            }
+        }
+        let now = worker.context.clock.seconds
+        let opening = JobAttempt.open(job, spool: worker.context.spool, journals: worker.context.journals,
+                                      settings: worker.context.settings, now: now)
+        guard case .ready(var attempt) = opening else {
+            worker.settle(job, executor.apply(opening, job: job, retryAfter: worker.context.settings.retrySchedule[0]), AttemptCounters())
+            return .again
+        }
+        worker.board.update(id) { $0.state = .busy; $0.job = job.name.fileName; $0.since = now }
+        if let failure = connect(routes) {
+            if worker.draining {
+                // A drain tries each job once: no relay now means deferred, and it says so.
+                let outcome = RecipientOutcome(.deferred, origin: .connection(.notConnected(failure)))
+                attempt.deferUnsent(outcome)
+                let effects: [SpoolEffect] = [.note(.warning, "job=\(job.name): \(attempt.counters.deferred) recipient(s) deferred: \(failure)")]
+                    + attempt.conclusion(now: now)
+                let disposition = executor.apply(effects, to: &attempt) ?? .putBack
+                worker.settle(job, disposition, attempt.counters)
+            } else {
+                worker.queue.putBack(job)
+            }
+            return .again
+        }
+        conveyor.add(attempt)
+        return .go
+    }
+
+    /// The first route that is connected or connects; nil when one is, else the failure.
+    private mutating func connect(_ routes: [RelayRoute]) -> String? {
+        if let current, current.session.isOpen, routes.contains(where: { $0 === current }) {
+            if current.session.transactionsInFlight > 0 || current.session.checkAlive() { return nil }
+        }
+        var failure = "no relay may be used now"
+        for route in routes {
+            let reused = route.session.isOpen
+            do {
+                try route.connect()
+            } catch {
+                failure = "relay \(route.relay) unavailable: \(error)"
+                worker.board.update(id) {
+                    $0.connectionFailures += 1
+                    $0.lastError = "\(route.relay): \(error)"
+                }
+                Log.warning("worker \(id): \(failure)")
+                continue
+            }
+            if current !== route { windDown() }
+            for other in [primary, failover].compactMap({ $0 }) where other !== route { _ = other.session.close() }
+            current = route
+            worker.queue.setAvailable(id, true)
+            if !reused { announce(route) }
+            return nil
+        }
+        worker.queue.setAvailable(id, false)
+        return failure
+    }
+
+    private func announce(_ route: RelayRoute) {
+        let session = route.session
+        worker.board.update(id) {
+            $0.connections += 1
+            $0.peer = session.peer
+            $0.pipelining = session.capabilities.pipelining
+            $0.tls = session.tlsDescription.map { $0 + (session.tlsVerified ? " (verified)" : " (not verified)") }
+            $0.lastError = nil
+        }
+        Log.info("worker \(id): connected to \(session.peer) (\(session.capabilities.pipelining ? "PIPELINING" : "no PIPELINING")\(session.capabilities.chunking ? ", CHUNKING" : "")\(session.tlsDescription.map { ", " + $0 } ?? ""))")
+    }
+
+    /// Submits what the connection has room for, moves bytes, applies the results.
+    private mutating func sendAndReceive(routes: [RelayRoute]) {
+        if conveyor.canDraw && current?.session.isOpen != true {
+            // The connection dropped under the open attempts: a new one, or they wait.
+            if let failure = connect(routes) { abandonUnsent(reason: failure) }
+        }
+        guard let route = current else { return }
+        let session = route.session
+        if worker.isStopping || worker.isPaused || (route === primary && !worker.isOpenNow) {
+            conveyor.stopAll()
+        }
+        while session.isOpen, session.hasRoom, let next = conveyor.draw() {
+            if worker.context.limiter.isActive {
+                // The envelope's commands count too (roughly: each line as written).
+                worker.context.limiter.charge(next.envelope.recipients.reduce(next.envelope.sender.utf8.count + 40) { $0 + $1.address.utf8.count + 14 }, pool: next.pool)
+                session.submit(OutgoingTransaction(tag: next.tag, envelope: next.envelope,
+                                                   message: ThrottledMessage(reader: next.message, limiter: worker.context.limiter, pool: next.pool)))
+            } else {
+                session.submit(OutgoingTransaction(tag: next.tag, envelope: next.envelope, message: next.message))
+            }
+        }
+        absorb(session.advance(), relay: route.relay.host)
+    }
+
+    /// Applies results to their attempts, then concludes the attempts that are settled.
+    private mutating func absorb(_ results: [TransactionResult], relay: String) {
+        for result in results {
+            guard let (attemptID, effects) = conveyor.record(result, worker: id, relay: relay) else {
+                Log.error("worker \(id): a result for an unknown transaction \(result.tag)")
+                continue
+            }
+            let executor = self.executor
+            _ = conveyor.update(attemptID) { executor.apply(effects, to: &$0) }
+        }
+        concludeSettled()
+    }
+
+    private mutating func concludeSettled() {
+        for var attempt in conveyor.takeSettled() {
+            let disposition = executor.apply(attempt.conclusion(now: worker.context.clock.seconds), to: &attempt) ?? .putBack
+            worker.settle(attempt.job, disposition, attempt.counters)
+        }
+        if conveyor.isEmpty {
+            worker.board.update(id) { if $0.state == .busy { $0.state = .idle }; $0.job = nil }
+        } else {
+            let jobs = conveyor.jobs
+            worker.board.update(id) { $0.job = jobs.last?.fileName }
+        }
+    }
+
+    /// The relay cannot be reached: what was not sent waits for the retry schedule.
+    private mutating func abandonUnsent(reason: String) {
+        let outcome = RecipientOutcome(.deferred, origin: .connection(.notConnected(reason)))
+        for attemptID in conveyor.deferUnsent(outcome) {
+            let executor = self.executor
+            _ = conveyor.update(attemptID) { attempt in
+                executor.apply([.note(.warning, "job=\(attempt.job.name): unsent recipients deferred: \(reason)")], to: &attempt)
+            }
+        }
+        concludeSettled()
+    }
+
+    /// No new transaction: those in flight end, every open attempt concludes.
+    private mutating func windDown() {
+        conveyor.stopAll()
+        if let route = current {
+            absorb(route.session.settle(), relay: route.relay.host)
+        }
+        concludeSettled()
+    }
+
+    private mutating func finish() {
+        windDown()
+        for route in [primary, failover].compactMap({ $0 }) {
+            absorb(route.session.close(), relay: route.relay.host)
+        }
+        worker.queue.setAvailable(id, false)
+        worker.board.update(id) { $0.state = .stopped; $0.job = nil }
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,16 @@
+// The daemon's internal limits, named, with their defaults, in one place. What an operator
+// may change is a configuration key (SiteConfiguration); these are the rest.
+
+enum Limits {
+    /// A relay that cannot be reached rests this long, doubling from the first bound to the second.
+    static let relayBackoff: ClosedRange<Duration> = .seconds(5) ... .seconds(120)
+    /// How often a paused, closed or resting worker looks at its situation again.
+    static let idleRecheck: Duration = .milliseconds(250)
+    /// How often the status file is written; METRICS_FILE every `metricsEvery` of those.
+    static let statusInterval: Duration = .seconds(1)
+    static let metricsEvery = 5
+    /// A stray temporary file older than this is removed at start.
+    static let temporaryFileAge: Double = 3600
+    /// Stack of a worker thread.
+    static let workerStack = 1 << 20
+}

@@ -1,0 +1,399 @@
+// The daemon's index of jobs: FIFOs of jobs due now, a timetable (heap) of deferred jobs,
+// and the jobs in hand. A job is known by its name and its place (queued in the spool, or
+// in deferred/), never by a path. Handing a job to a worker never touches the disk, and a
+// worker looks only at queues it may take from: due jobs are filed by (pool, earmark,
+// size class), so a worker that serves pool A with MAXSIZE=64 never walks past pool B's
+// or big jobs. A change wakes only the workers waiting for what changed.
+//
+// Invariant: a job is in at most one of {a lane, the timetable, in hand}, and `known`
+// holds exactly the jobs in those three; a job offered again while known is ignored
+// (inotify and the rescan both report every job).
+
+import Dispatch
+import SpoolKit
+import Synchronization
+
+struct JobKey: Hashable, Sendable {
+    var name: JobName
+    var place: JobPlace
+}
+
+struct QueuedJob: Sendable {
+    var name: JobName
+    var place: JobPlace
+    var size: Int64
+    /// Arrival order: smaller is older.
+    var sequence: UInt64
+    /// The worker strict round-robin earmarks it for, 0 for any.
+    var earmark: Int = 0
+    var sizeClass: Int = 0
+
+    var key: JobKey { JobKey(name: name, place: place) }
+}
+
+/// A job for the index: where it is, its size, and when it may go (nil: now).
+struct JobOffer: Sendable {
+    var name: JobName
+    var place: JobPlace
+    var size: Int64
+    var due: Double?
+}
+
+/// A FIFO with amortised O(1) pops from the front.
+struct FIFO<Element> {
+    private var items: [Element] = []
+    private var head = 0
+    var isEmpty: Bool { head == items.count }
+    var first: Element? { isEmpty ? nil : items[head] }
+    mutating func append(_ e: Element) { items.append(e) }
+    mutating func pushFront(_ e: Element) {
+        if head > 0 { head -= 1; items[head] = e } else { items.insert(e, at: 0) }
+    }
+    var all: ArraySlice<Element> { items[head...] }
+    mutating func popFirst() -> Element? {
+        guard !isEmpty else { return nil }
+        let e = items[head]
+        head += 1
+        if head > 1024 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return e
+    }
+}
+
+extension FIFO: Sendable where Element: Sendable {}
+
+final class JobQueue: Sendable {
+    private struct Lane: Hashable, Sendable {
+        var earmark: Int
+        var sizeClass: Int
+    }
+
+    private struct State: Sendable {
+        var lanes: [Pool: [Lane: FIFO<QueuedJob>]] = [:]
+        var timetable = Timetable()
+        var known: Set<JobKey> = []
+        var inHand: [JobKey: QueuedJob] = [:]
+        /// Workers that cannot take jobs now (down, closed, paused, stopped), and since when.
+        var unavailableSince: [Int: Double] = [:]
+        /// Jobs and bytes in the lanes per pool, kept as they change (status reads them each second).
+        var laneTotals: [Pool: (jobs: Int, bytes: Int64)] = [:]
+        var sequence: UInt64 = 0
+        var stopping = false
+        /// Pools on hold (`poolctl hold POOL`): nobody takes their jobs until released.
+        var heldPools = PoolSet.none
+        var policy: DispatchPolicy
+        /// Workers waiting in `take`, with the pools they serve.
+        var waiting: [Int: PoolSet] = [:]
+        var wakeups: [Int: DispatchSemaphore] = [:]
+    }
+
+    private let state: Mutex<State>
+    private let draining: Bool
+    private let clock: WallClock
+
+    init(policy: DispatchPolicy, draining: Bool, clock: WallClock = .system) {
+        state = Mutex(State(policy: policy))
+        self.draining = draining
+        self.clock = clock
+    }
+
+    var policy: DispatchPolicy { state.withLock { $0.policy } }
+
+    /// Adds jobs unless already known. Returns how many were new.
+    @discardableResult
+    func offer(_ jobs: [JobOffer]) -> Int {
+        let (added, wake) = state.withLock { s -> (Int, [DispatchSemaphore]) in
+            var added = 0
+            var pools = PoolSet.none
+            let now = clock.seconds
+            for j in jobs {
+                let key = JobKey(name: j.name, place: j.place)
+                guard !s.known.contains(key) else { continue }
+                s.known.insert(key)
+                s.sequence += 1
+                let job = QueuedJob(name: j.name, place: j.place, size: j.size, sequence: s.sequence,
+                                    earmark: s.policy.earmark(j.name), sizeClass: s.policy.sizeClass(j.size))
+                if let due = j.due, due > now {
+                    s.timetable.insert(job, due: due)
+                } else {
+                    Self.enqueue(job, in: &s)
+                    pools.insert(job.name.pool)
+                }
+                added += 1
+            }
+            return (added, Self.waiters(serving: pools, in: &s))
+        }
+        for w in wake { w.signal() }
+        return added
+    }
+
+    func isKnown(_ name: JobName, in place: JobPlace) -> Bool {
+        state.withLock { $0.known.contains(JobKey(name: name, place: place)) }
+    }
+
+    /// A worker says whether it can take jobs now (for strict round-robin hand-over):
+    /// unavailable means it has not reached its relay since the time it first said so.
+    func setAvailable(_ worker: Int, _ available: Bool) {
+        let wake = state.withLock { s -> [DispatchSemaphore] in
+            if available {
+                guard s.unavailableSince.removeValue(forKey: worker) != nil else { return [] }
+            } else {
+                guard s.unavailableSince[worker] == nil else { return [] }
+                s.unavailableSince[worker] = clock.seconds
+            }
+            return Self.waiters(serving: .all, in: &s)
+        }
+        for w in wake { w.signal() }
+    }
+
+    enum Taken {
+        case job(QueuedJob)
+        /// The daemon stops, or (drain) nothing the worker may take is due and no job is in hand.
+        case finished
+        /// `keepWaiting` said no: the worker's situation changed (a window opened or closed).
+        case recheck
+    }
+
+    /// Waits for a job `worker` may take. `keepWaiting` is asked before each wait.
+    func take(worker: Int, serving pools: PoolSet, keepWaiting: () -> Bool = { true }) -> Taken {
+        while true {
+            let (taken, wakeup, wait) = state.withLock { s -> (Taken?, DispatchSemaphore, Double) in
+                let wakeup = s.wakeups[worker] ?? DispatchSemaphore(value: 0)
+                s.wakeups[worker] = wakeup
+                if s.stopping { return (.finished, wakeup, 0) }
+                let now = clock.seconds
+                Self.promoteDue(now: now, in: &s)
+                if let job = Self.popNext(worker: worker, pools: pools, now: now, in: &s) { return (.job(job), wakeup, 0) }
+                if draining && s.inHand.isEmpty { return (.finished, wakeup, 0) }
+                s.waiting[worker] = pools
+                // Wake for the next due job, and at least once a second: strict round-robin's
+                // hand-over and the windows are a matter of time passing, not of events.
+                let nextDue = s.timetable.nextDue.map { $0 - now } ?? 1
+                return (nil, wakeup, max(0.01, min(nextDue, 1)))
+            }
+            if let taken { return taken }
+            if !keepWaiting() {
+                _ = state.withLock { $0.waiting.removeValue(forKey: worker) }
+                return .recheck
+            }
+            _ = wakeup.wait(timeout: .now() + wait)
+            _ = state.withLock { $0.waiting.removeValue(forKey: worker) }
+        }
+    }
+
+    /// A job `worker` may take right now, without waiting.
+    func tryTake(worker: Int, serving pools: PoolSet) -> QueuedJob? {
+        state.withLock { s in
+            if s.stopping { return nil }
+            let now = clock.seconds
+            Self.promoteDue(now: now, in: &s)
+            return Self.popNext(worker: worker, pools: pools, now: now, in: &s)
+        }
+    }
+
+    /// The job left the spool (delivered, bounced, quarantined or vanished).
+    func finished(_ job: QueuedJob) {
+        let wake = state.withLock { s -> [DispatchSemaphore] in
+            s.inHand[job.key] = nil
+            s.known.remove(job.key)
+            // A drain ends when nothing is in hand: the waiting workers must see it.
+            return draining && s.inHand.isEmpty ? Self.waiters(serving: .all, in: &s) : []
+        }
+        for w in wake { w.signal() }
+    }
+
+    /// The job stays (now in `place`) and is due again at `due`; a drain does not retry it.
+    func reschedule(_ job: QueuedJob, to place: JobPlace, due: Double) {
+        let wake = state.withLock { s -> [DispatchSemaphore] in
+            s.inHand[job.key] = nil
+            s.known.remove(job.key)
+            if !draining {
+                var moved = job
+                moved.place = place
+                s.known.insert(moved.key)
+                s.timetable.insert(moved, due: due)
+            }
+            return draining && s.inHand.isEmpty ? Self.waiters(serving: .all, in: &s) : []
+        }
+        for w in wake { w.signal() }
+    }
+
+    /// The worker could not try the job (relay unreachable, window closed, stopping): it
+    /// goes back to the front of its lane.
+    func putBack(_ job: QueuedJob) {
+        let wake = state.withLock { s -> [DispatchSemaphore] in
+            s.inHand[job.key] = nil
+            Self.enqueue(job, in: &s, front: true)
+            var pools = PoolSet.none
+            pools.insert(job.name.pool)
+            return Self.waiters(serving: pools, in: &s)
+        }
+        for w in wake { w.signal() }
+    }
+
+    /// A new configuration: earmarks and size classes are computed again for every job.
+    func replacePolicy(_ newPolicy: DispatchPolicy) {
+        let wake = state.withLock { s -> [DispatchSemaphore] in
+            s.policy = newPolicy
+            let jobs = s.lanes.values.flatMap { $0.values.flatMap { Array($0.all) } }.sorted { $0.sequence < $1.sequence }
+            s.lanes = [:]
+            s.laneTotals = [:]
+            for var job in jobs {
+                job.earmark = newPolicy.earmark(job.name)
+                job.sizeClass = newPolicy.sizeClass(job.size)
+                Self.enqueue(job, in: &s)
+            }
+            s.timetable.update { job in
+                job.earmark = newPolicy.earmark(job.name)
+                job.sizeClass = newPolicy.sizeClass(job.size)
+            }
+            return Self.waiters(serving: .all, in: &s)
+        }
+        for w in wake { w.signal() }
+    }
+
+    /// Deferred jobs become due now (`poolctl flush`); returns how many.
+    func flushDeferred() -> Int {
+        let (n, wake) = state.withLock { s -> (Int, [DispatchSemaphore]) in
+            let jobs = s.timetable.removeAll()
+            for job in jobs { Self.enqueue(job, in: &s) }
+            return (jobs.count, Self.waiters(serving: .all, in: &s))
+        }
+        for w in wake { w.signal() }
+        return n
+    }
+
+    func hold(pool: Pool) { state.withLock { $0.heldPools.insert(pool) } }
+
+    func release(pool: Pool) {
+        let wake = state.withLock { s -> [DispatchSemaphore] in
+            s.heldPools.remove(pool)
+            var pools = PoolSet.none
+            pools.insert(pool)
+            return Self.waiters(serving: pools, in: &s)
+        }
+        for w in wake { w.signal() }
+    }
+
+    /// Takes a queued or deferred (not in hand) job out of the index, for `poolctl hold JOB`.
+    func remove(named name: JobName) -> QueuedJob? {
+        state.withLock { s in
+            for (pool, poolLanes) in s.lanes {
+                for (lane, fifo) in poolLanes {
+                    guard let job = fifo.all.first(where: { $0.name == name }) else { continue }
+                    var kept = FIFO<QueuedJob>()
+                    for j in fifo.all where j.key != job.key { kept.append(j) }
+                    s.lanes[pool]?[lane] = kept
+                    let total = s.laneTotals[pool] ?? (0, 0)
+                    s.laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
+                    s.known.remove(job.key)
+                    return job
+                }
+            }
+            if let job = s.timetable.remove(where: { $0.name == name }) {
+                s.known.remove(job.key)
+                return job
+            }
+            return nil
+        }
+    }
+
+    func isInHand(named name: JobName) -> Bool { state.withLock { s in s.inHand.keys.contains { $0.name == name } } }
+
+    func stop() {
+        let wake = state.withLock { s -> [DispatchSemaphore] in
+            s.stopping = true
+            return Array(s.wakeups.values)
+        }
+        for w in wake { w.signal() }
+    }
+
+    struct Counts: Sendable {
+        var queued: [Pool: (jobs: Int, bytes: Int64)] = [:]
+        var waitingRetry = 0
+        var inHand = 0
+    }
+
+    func counts() -> Counts {
+        state.withLock { s in
+            var c = Counts()
+            for (pool, total) in s.laneTotals where total.jobs > 0 { c.queued[pool] = total }
+            for (_, job) in s.inHand {
+                let prior = c.queued[job.name.pool] ?? (0, 0)
+                c.queued[job.name.pool] = (prior.jobs + 1, prior.bytes + job.size)
+            }
+            c.waitingRetry = s.timetable.count
+            c.inHand = s.inHand.count
+            return c
+        }
+    }
+
+    // MARK: - under the lock
+
+    private static func enqueue(_ job: QueuedJob, in s: inout State, front: Bool = false) {
+        let total = s.laneTotals[job.name.pool] ?? (0, 0)
+        s.laneTotals[job.name.pool] = (total.jobs + 1, total.bytes + job.size)
+        let lane = Lane(earmark: job.earmark, sizeClass: job.sizeClass)
+        if front {
+            s.lanes[job.name.pool, default: [:]][lane, default: FIFO()].pushFront(job)
+        } else {
+            s.lanes[job.name.pool, default: [:]][lane, default: FIFO()].append(job)
+        }
+    }
+
+    private static func promoteDue(now: Double, in s: inout State) {
+        while let job = s.timetable.popDue(now: now) { enqueue(job, in: &s) }
+    }
+
+    /// May `worker` take from a lane earmarked for `owner` in `pool` now?
+    private static func mayTake(_ owner: Int, worker: Int, pool: Pool, now: Double, in s: State) -> Bool {
+        if owner == 0 || owner == worker { return true }
+        guard let since = s.unavailableSince[owner], now - since >= s.policy.roundRobinWait else { return false }
+        return s.policy.substitute(for: owner, in: pool) { s.unavailableSince[$0] == nil } == worker
+    }
+
+    /// The lane `worker` should take from now: inside each pool the smallest size bin
+    /// first, across pools the oldest head.
+    private static func pick(worker: Int, pools: PoolSet, now: Double, in s: State) -> (Pool, Lane)? {
+        let maxClass = s.policy.maxClass[worker]
+        var best: (pool: Pool, lane: Lane, sequence: UInt64)?
+        for (pool, poolLanes) in s.lanes where pools.contains(pool) && !s.heldPools.contains(pool) {
+            var poolBest: (lane: Lane, priority: Int, sequence: UInt64)?
+            for (lane, fifo) in poolLanes {
+                guard let head = fifo.first else { continue }
+                if let maxClass, lane.sizeClass > maxClass { continue }
+                if !mayTake(lane.earmark, worker: worker, pool: pool, now: now, in: s) { continue }
+                let priority = s.policy.priorityOfClass[lane.sizeClass]
+                if let b = poolBest, (b.priority, b.sequence) <= (priority, head.sequence) { continue }
+                poolBest = (lane, priority, head.sequence)
+            }
+            guard let p = poolBest else { continue }
+            if let b = best, b.sequence <= p.sequence { continue }
+            best = (pool, p.lane, p.sequence)
+        }
+        return best.map { ($0.pool, $0.lane) }
+    }
+
+    /// Takes the job `pick` chooses out of its lane and into hand.
+    private static func popNext(worker: Int, pools: PoolSet, now: Double, in s: inout State) -> QueuedJob? {
+        guard let (pool, lane) = pick(worker: worker, pools: pools, now: now, in: s),
+              let job = s.lanes[pool]?[lane]?.popFirst() else { return nil }
+        let total = s.laneTotals[pool] ?? (1, job.size)
+        s.laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
+        s.inHand[job.key] = job
+        return job
+    }
+
+    /// The semaphores of the workers waiting for jobs of `pools`, taken off the waiting list.
+    private static func waiters(serving pools: PoolSet, in s: inout State) -> [DispatchSemaphore] {
+        guard !pools.isEmpty else { return [] }
+        var wake: [DispatchSemaphore] = []
+        for (worker, serving) in s.waiting where serving.intersects(pools) {
+            s.waiting[worker] = nil
+            if let w = s.wakeups[worker] { wake.append(w) }
+        }
+        return wake
+    }
+}
