@@ -113,3 +113,12 @@ public enum MXResolutionError: Error, Sendable, Hashable, CustomStringConvertibl
 
     public var description: String { reply.description }
 }
+
+/// Domain names as poold compares them.
+public enum DomainName {
+    /// Lowercased, without the trailing dot: `MX1.Example.ORG.` → `mx1.example.org`;
+    /// the root (`.`) → "".
+    public static func normalized(_ name: String) -> String {
+        (name.hasSuffix(".") ? String(name.dropLast()) : name).lowercased()
+    }
+}

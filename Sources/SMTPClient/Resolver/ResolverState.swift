@@ -115,12 +115,3 @@ final class ResolverState: @unchecked Sendable {
         }
     }
 }
-
-/// Domain names as poold compares them.
-public enum DomainName {
-    /// Lowercased, without the trailing dot: `MX1.Example.ORG.` → `mx1.example.org`;
-    /// the root (`.`) → "".
-    public static func normalized(_ name: String) -> String {
-        (name.hasSuffix(".") ? String(name.dropLast()) : name).lowercased()
-    }
-}
