@@ -20,8 +20,10 @@ let package = Package(
     targets: [
         .target(name: "SpoolKit"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // glibc's stub resolver (libresolv) for MX resolution: part of libc6-dev, always there.
+        .systemLibrary(name: "CResolv"),
         .target(name: "SMTPClient",
-                dependencies: [.target(name: "COpenSSL", condition: .when(traits: ["TLS"]))]),
+                dependencies: ["CResolv", .target(name: "COpenSSL", condition: .when(traits: ["TLS"]))]),
         .executableTarget(name: "PoolDaemon", dependencies: ["SpoolKit", "SMTPClient"]),
         .executableTarget(name: "poolctl", dependencies: ["SpoolKit"]),
         .testTarget(name: "SpoolKitTests", dependencies: ["SpoolKit"]),

@@ -1,4 +1,4 @@
-// The only place SMTPClient touches sockets: getaddrinfo, a non-blocking connect with a
+// The only place SMTPClient touches sockets: getaddrinfo (or one given address), a non-blocking connect with a
 // deadline (IPv4 and IPv6, each address in turn), and read/write that wait with poll(2)
 // until a deadline. EINTR is retried here; failures become `TransportError`.
 
@@ -65,6 +65,25 @@ public final class Socket {
             entry = ai.pointee.ai_next
         }
         throw lastError
+    }
+
+    /// Connects to exactly `address` (no name lookup), as direct delivery does with each
+    /// address of each MX host in turn.
+    public static func connect(address: IPAddress, port: UInt16, timeout: Double) throws(TransportError) -> Socket {
+        let deadline = Deadline.after(timeout)
+        let peer = address.description(port: port)
+        var (storage, length) = address.socketAddress(port: port)
+        let result = withUnsafeMutablePointer(to: &storage) { storage in
+            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress -> Result<Socket, TransportError> in
+                var ai = addrinfo()
+                ai.ai_family = address.family == .v4 ? AF_INET : AF_INET6
+                ai.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                ai.ai_addr = socketAddress
+                ai.ai_addrlen = length
+                do throws(TransportError) { return .success(try connect(ai, address: peer, deadline: deadline)) } catch { return .failure(error) }
+            }
+        }
+        return try result.get()
     }
 
     private static func connect(_ ai: addrinfo, address: String, deadline: Deadline) throws(TransportError) -> Socket {
