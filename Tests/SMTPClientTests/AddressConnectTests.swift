@@ -47,10 +47,10 @@ final class AddressConnectTests: XCTestCase {
 
     func testASocketConnectsToTheGivenLoopbackAddressOnly() throws {
         let listener = try Listener("127.0.0.2")
-        let socket = try Socket.connect(address: XCTUnwrap(IPAddress("127.0.0.2")), port: listener.port, timeout: 5)
+        let socket = try Socket.connect(address: XCTUnwrap(IPAddress("127.0.0.2")), port: listener.port, timeout: .seconds(5))
         XCTAssertEqual(socket.peer, "127.0.0.2:\(listener.port)")
         XCTAssertEqual(listener.acceptedLocalAddress(), "127.0.0.2")
-        XCTAssertThrowsError(try Socket.connect(address: XCTUnwrap(IPAddress("127.0.0.3")), port: listener.port, timeout: 5)) { error in
+        XCTAssertThrowsError(try Socket.connect(address: XCTUnwrap(IPAddress("127.0.0.3")), port: listener.port, timeout: .seconds(5))) { error in
             guard case .connect(let address, _)? = error as? TransportError else { return XCTFail("\(error)") }
             XCTAssertEqual(address, "127.0.0.3:\(listener.port)", "nothing listens there: refused, not rerouted")
         }
@@ -68,7 +68,7 @@ final class AddressConnectTests: XCTestCase {
         XCTAssertEqual(listen(fd, 1), 0)
         _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         let port = UInt16(bigEndian: sa.sin6_port)
-        let socket = try Socket.connect(address: XCTUnwrap(IPAddress("::1")), port: port, timeout: 5)
+        let socket = try Socket.connect(address: XCTUnwrap(IPAddress("::1")), port: port, timeout: .seconds(5))
         XCTAssertEqual(socket.peer, "[::1]:\(port)")
     }
 

@@ -69,7 +69,7 @@ public final class Socket {
 
     /// Connects to exactly `address` (no name lookup), as direct delivery does with each
     /// address of each MX host in turn.
-    public static func connect(address: IPAddress, port: UInt16, timeout: Double) throws(TransportError) -> Socket {
+    public static func connect(address: IPAddress, port: UInt16, timeout: Duration) throws(TransportError) -> Socket {
         let deadline = Deadline.after(timeout)
         let peer = address.description(port: port)
         var (storage, length) = address.socketAddress(port: port)
