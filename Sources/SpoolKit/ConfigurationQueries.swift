@@ -1,7 +1,7 @@
-// Options the grammar accepts but this build cannot honour yet. poold refuses to start
-// with them (and `poolctl check` says so) rather than ignore a limit the operator relies
-// on. (TLS and AUTH are checked by the daemon itself, which knows whether it was built
-// with TLS: PoolDaemon/RelaySecurity.swift.)
+// Questions the daemon and poolctl ask of a configuration: which pools hold jobs no worker
+// serves, a worker's strict round-robin places, and the pool a list's mail goes to.
+// (Whether a line's TLS and AUTH can be honoured is the daemon's to check, since it knows
+// whether it was built with TLS: PoolDaemon/Delivery/RelaySecurity.swift.)
 
 extension SiteConfiguration {
     /// Pools that hold jobs in `spool` but that no worker serves: their mail would wait forever.

@@ -15,7 +15,7 @@ public final class SpoolWatcher: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let fd: Int32
 
-    /// `onNames`: names seen by inotify; `onRescan`: every job name in the spool.
+    /// Watches `spool.root`; lists it again every `rescanInterval` seconds.
     public init(spool: Spool, rescanInterval: Double) throws {
         self.spool = spool
         self.rescanInterval = rescanInterval
@@ -33,7 +33,9 @@ public final class SpoolWatcher: Sendable {
     public func stop() { stopped.store(true, ordering: .relaxed) }
 
     /// Runs until `stop()`; call on a thread of its own. Wakes at least once a second.
-    public func run(onNames: ([JobName]) -> Void, onRescan: ([JobName]) -> Void) {
+    /// `onNames`: names inotify reported; `onRescan`: every job name in the spool, or why
+    /// the spool could not be listed.
+    public func run(onNames: ([JobName]) -> Void, onRescan: (Result<[JobName], any Error>) -> Void) {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var lastScan = Date().timeIntervalSince1970
         while !stopped.load(ordering: .relaxed) {
@@ -52,7 +54,7 @@ public final class SpoolWatcher: Sendable {
             let now = Date().timeIntervalSince1970
             if overflow || now - lastScan >= rescanInterval {
                 lastScan = now
-                if let all = try? spool.jobs() { onRescan(all) }
+                onRescan(Result { try spool.jobs() })
             }
         }
     }

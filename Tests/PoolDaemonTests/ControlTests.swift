@@ -8,6 +8,7 @@
 import Foundation
 import XCTest
 import SpoolKit
+@testable import PoolDaemon
 
 final class ControlTests: XCTestCase {
     func poolctl(_ fixture: SpoolFixture, _ arguments: [String], asUser uid: Int? = nil) throws -> (status: Int32, out: String, err: String) {
@@ -53,13 +54,48 @@ final class ControlTests: XCTestCase {
         kill(poold.pid, SIGHUP)
         XCTAssertTrue(eventually(timeout: 60) { fixture.jobsLeft().isEmpty }, "left: \(fixture.jobsLeft().count)")
         XCTAssertTrue(poold.output.contains("reloaded"), poold.output.suffix(2000).description)
+        // Mail that comes after the reload goes only to the new relay.
         let firstCount = try first.records().count
-        usleep(300_000)
-        XCTAssertEqual(try first.records().count, firstCount, "the removed line stopped sending")
+        let later = GeneratedJobs.mixed(count: 10, seed: 6, pool: "B")
+        for f in later.files { try fixture.drop(f.name, f.bytes) }
+        XCTAssertTrue(eventually(timeout: 30) { fixture.jobsLeft().isEmpty }, "left: \(fixture.jobsLeft().count)")
+        XCTAssertEqual(try first.records().count, firstCount, "the line the reload changed still sent to its old relay")
         XCTAssertGreaterThan(try second.records().count, 0)
         kill(poold.pid, SIGTERM)
         XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
-        assertExactlyOnce(jobs, received: try first.received() + second.received())
+        var all = jobs
+        all.messages.merge(later.messages) { $1 }
+        all.senders.merge(later.senders) { $1 }
+        all.deliveries += later.deliveries
+        assertExactlyOnce(all, received: try first.received() + second.received())
+    }
+
+    /// Worker 1's relay takes 8 s to answer a final dot. A reload that changes worker 1 and
+    /// adds worker 2 must not wait for that dot: the control socket answers at once, and
+    /// the queued jobs reach the new worker's relay while worker 1 still waits.
+    func testAReloadDoesNotWaitForAWorkerStuckOnASlowRelay() throws {
+        let fixture = try SpoolFixture("slowreload")
+        let slow = try RecordingRelay(in: fixture.directory, script: "fault_server.py", arguments: ["--fault", "dot:delay:8"], label: "slow")
+        let fast = try RecordingRelay(in: fixture.directory, arguments: ["--pipelining"], label: "fast")
+        defer { slow.stop(); fast.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(slow.port)"])
+        let running = try fixture.start()
+        let message = Array("Subject: x\r\n\r\ny\r\n".utf8)
+        try fixture.drop("A1.MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["first@d.org"]))
+        XCTAssertTrue(eventually(timeout: 10) { running.daemon.board.all.first?.job == "A1.MAIL" }, "worker 1 never took the job")
+        for n in 2...6 { try fixture.drop("A\(n).MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["r\(n)@d.org"])) }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(fast.port);POOL=B", "SMTP_FORWARD_2=127.0.0.1:\(fast.port)"])
+        let peer = ControlPeer(pid: getpid(), uid: 0, gid: 0)
+        let started = Date()
+        let answer = running.daemon.reload()
+        XCTAssertTrue(answer.hasPrefix("OK"), answer)
+        XCTAssertTrue(running.daemon.command("flush", peer: peer).hasPrefix("OK"))
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2, "the reload and the next command waited for worker 1's transaction")
+        XCTAssertTrue(eventually(timeout: 5) { ((try? fast.records()) ?? []).count == 5 }, "the new worker did not take the queued jobs at once")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 7, "the queued jobs waited for the slow dot")
+        XCTAssertEqual(running.stop(timeout: 30), 0)
+        XCTAssertEqual(try slow.records().flatMap(\.rcpt_tos), ["first@d.org"], "worker 1 finished its transaction")
+        XCTAssertEqual(fixture.jobsLeft(), [])
     }
 
     func testABadNewConfigurationIsRefusedAndTheOldOneKept() throws {
@@ -93,7 +129,11 @@ final class ControlTests: XCTestCase {
         let message = Array("Subject: x\r\n\r\ny\r\n".utf8)
         try fixture.drop("A1.MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["one@d.org"]))
         try fixture.drop("A2.MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["two@d.org"]))
-        usleep(800_000)
+        // The daemon has seen both jobs, and the paused worker holds neither.
+        XCTAssertTrue(eventually(timeout: 10) {
+            guard let status = (try? self.poolctl(fixture, ["status", "--json"])).flatMap({ StatusSnapshot.decode(Array($0.out.utf8)) }) else { return false }
+            return status.pools["A"]?.queued == 2 && status.workers.first?.state == .paused && status.workers.first?.job == nil
+        })
         XCTAssertEqual(try relay.records().count, 0, "a paused worker sent mail")
         let hold = try poolctl(fixture, ["hold", "A2.MAIL"])
         XCTAssertEqual(hold.status, 0, hold.err)
@@ -102,8 +142,8 @@ final class ControlTests: XCTestCase {
         XCTAssertTrue(show.out.contains("held") && show.out.contains("<two@d.org>  waiting"), show.out)
         XCTAssertEqual(try poolctl(fixture, ["resume", "1"]).status, 0)
         XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 1 })
-        usleep(300_000)
-        XCTAssertEqual(try relay.records().flatMap(\.rcpt_tos), ["one@d.org"], "the held job stayed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: fixture.spoolDirectory + "/hold/A2.MAIL"), "the held job stayed")
+        XCTAssertEqual(try relay.records().flatMap(\.rcpt_tos), ["one@d.org"])
         XCTAssertEqual(try poolctl(fixture, ["release", "A2.MAIL"]).status, 0)
         XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 2 })
         let flush = try poolctl(fixture, ["flush"])

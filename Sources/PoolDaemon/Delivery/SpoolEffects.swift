@@ -161,8 +161,8 @@ struct SpoolExecutor {
 /// The journal files that exist, so that a job without one (nearly all) costs no failed
 /// open(2). Filled from a listing of `.state/` at start; kept by the workers after that.
 final class JournalRegistry: Sendable {
-    private let paths: Mutex<Set<String>>
-    init(_ initial: Set<String>) { paths = Mutex(initial) }
+    private let paths: Locked<Set<String>>
+    init(_ initial: Set<String>) { paths = Locked(initial) }
     func contains(_ path: String) -> Bool { paths.withLock { $0.contains(path) } }
     func insert(_ path: String) { _ = paths.withLock { $0.insert(path) } }
     func remove(_ path: String) { _ = paths.withLock { $0.remove(path) } }

@@ -16,26 +16,26 @@ import SpoolKit
 import Synchronization
 
 final class Daemon: Sendable {
-    private let configuration: Mutex<SiteConfiguration>
+    private let configuration: Locked<SiteConfiguration>
     /// The configuration in force (a reload replaces it).
     var config: SiteConfiguration { configuration.withLock { $0 } }
     let spool: Spool
     let draining: Bool
     let queue: JobQueue
     let board: StatusBoard
-    private let roster = Mutex(Roster())
+    private let roster = Locked(Roster())
     /// Held by reloads and control commands, so they never overlap.
-    let operations = Mutex(())
-    private let control = Mutex<ControlSocket?>(nil)
-    private let limiterInForce: Mutex<RateLimiter>
+    let operations = Locked(())
+    private let control = Locked<ControlSocket?>(nil)
+    private let limiterInForce: Locked<RateLimiter>
     /// Journals on disk, listed once at start (`scanSpool`).
     let journals = JournalRegistry([])
-    private let watcher = Mutex<SpoolWatcher?>(nil)
+    private let watcher = Locked<SpoolWatcher?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let started: Double
     /// systemd's NOTIFY_SOCKET (a no-op without it).
     let notifier = SystemdNotifier()
-    private let lockDescriptor = Mutex<FileDescriptor?>(nil)
+    private let lockDescriptor = Locked<FileDescriptor?>(nil)
 
     /// The time the workers see (tests move it to open and close windows, and to make
     /// deferred jobs due).
@@ -49,14 +49,14 @@ final class Daemon: Sendable {
     }
 
     init(config: SiteConfiguration, draining: Bool, clock: @escaping @Sendable () -> Date = { Date() }, calendar: Calendar = .current) {
-        configuration = Mutex(config)
+        configuration = Locked(config)
         spool = Spool(root: config.spoolDirectory)
         self.draining = draining
         self.clock = WallClock(clock)
         self.calendar = calendar
         queue = JobQueue(policy: DispatchPolicy(config, draining: draining), draining: draining, clock: self.clock)
         board = StatusBoard(config.workers)
-        limiterInForce = Mutex(RateLimiter(config.rateLimits))
+        limiterInForce = Locked(RateLimiter(config.rateLimits))
         started = self.clock.seconds
     }
 
@@ -107,7 +107,12 @@ final class Daemon: Sendable {
             self.watcher.withLock { $0 = watcher }
             let thread = Thread { [self] in
                 Thread.current.name = "watcher"
-                watcher.run(onNames: { self.offer($0) }, onRescan: { self.offer($0) })
+                watcher.run(onNames: { self.offer($0) }, onRescan: { listing in
+                    switch listing {
+                    case .success(let names): self.offer(names)
+                    case .failure(let error): Log.error("cannot list the spool \(self.spool.root): \(error)")
+                    }
+                })
             }
             thread.start()
         }
@@ -357,7 +362,9 @@ final class Daemon: Sendable {
     }
 
     private func writeMetrics(_ snapshot: StatusSnapshot, config: SiteConfiguration) {
-        if let path = config.metricsFile { MetricsFile.publish(snapshot, to: path) }
+        if let path = config.metricsFile {
+            MetricsFile.publish(snapshot, extra: MetricsFile.rateLimitFamily(config.rateLimits).map { [$0] } ?? [], to: path)
+        }
     }
 
     static func describe(_ line: WorkerLine, roundRobin: String?) -> String {

@@ -45,7 +45,8 @@ struct MetricFamily: Sendable, Equatable {
 }
 
 enum MetricsFile {
-    /// The snapshot as exposition text, then `extra` families (rate limits, … added by the daemon).
+    /// The snapshot as exposition text, then `extra` families (the daemon adds its rate
+    /// limits: `rateLimitFamily`).
     static func render(_ snapshot: StatusSnapshot, extra: [MetricFamily] = []) -> String {
         (families(snapshot) + extra).map(text).joined()
     }
@@ -70,6 +71,13 @@ enum MetricsFile {
         } catch {
             if !failing.exchange(true, ordering: .relaxed) { Log.warning("METRICS_FILE \(path): \(error)") }
         }
+    }
+
+    /// SMTP_RATE_LIMIT as a gauge per pool group ("*" for the server-wide limit); nil without limits.
+    static func rateLimitFamily(_ limits: [RateLimit]) -> MetricFamily? {
+        guard !limits.isEmpty else { return nil }
+        return MetricFamily("poold_rate_limit_bits_per_second", .gauge, "SMTP_RATE_LIMIT: the limit in force, per pool group",
+                            limits.map { MetricFamily.Sample([MetricFamily.Label("pools", $0.pools?.description ?? "*")], $0.bitsPerSecond) })
     }
 
     static func families(_ s: StatusSnapshot) -> [MetricFamily] {

@@ -1,12 +1,13 @@
 // The workers' live state, updated by each worker under a lock and written by the daemon
 // to `.state/status.json` once a second (atomically, without fsync: it is a view, not state).
 
+import SMTPClient
 import Foundation
 import SpoolKit
 import Synchronization
 
 final class StatusBoard: Sendable {
-    private let workers: Mutex<[Int: WorkerStatus]>
+    private let workers: Locked<[Int: WorkerStatus]>
 
     init(_ specs: [WorkerSpec]) {
         var map: [Int: WorkerStatus] = [:]
@@ -14,7 +15,7 @@ final class StatusBoard: Sendable {
             map[spec.id] = WorkerStatus(id: spec.id, host: spec.settings.relay.description,
                                         pools: spec.settings.pools.description, state: .idle)
         }
-        workers = Mutex(map)
+        workers = Locked(map)
     }
 
     /// After a reload: entries for the new workers; kept ones keep their counters.

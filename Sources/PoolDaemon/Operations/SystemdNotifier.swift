@@ -12,6 +12,7 @@
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
+import SMTPClient
 import Foundation
 import SpoolKit
 import Synchronization
@@ -22,8 +23,8 @@ final class SystemdNotifier: Sendable {
     /// How often to send WATCHDOG=1 (half of WATCHDOG_USEC), in seconds; nil: no watchdog.
     let watchdogInterval: Double?
 
-    private let lastPing = Mutex<Double?>(nil)
-    private let lastStatus = Mutex<String?>(nil)
+    private let lastPing = Locked<Double?>(nil)
+    private let lastStatus = Locked<String?>(nil)
     private let warned = Atomic<Bool>(false)
 
     /// Reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID from `environment`. As in

@@ -12,6 +12,7 @@
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
+import SMTPClient
 import Foundation
 import SpoolKit
 import Synchronization
@@ -32,7 +33,7 @@ final class WorkerLog: Sendable {
         /// The day whose file could not be opened: reported once, then tried again quietly at each write.
         var failedDay: String?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(directory: String, worker: Int, header: String, clock: @escaping @Sendable () -> Date = { Date() },
          calendar: Calendar = .current) {

@@ -9,6 +9,7 @@
 // holds exactly the jobs in those three; a job offered again while known is ignored
 // (inotify and the rescan both report every job).
 
+import SMTPClient
 import Dispatch
 import SpoolKit
 import Synchronization
@@ -89,12 +90,12 @@ final class JobQueue: Sendable {
         var wakeups: [Int: DispatchSemaphore] = [:]
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let draining: Bool
     private let clock: WallClock
 
     init(policy: DispatchPolicy, draining: Bool, clock: WallClock = .system) {
-        state = Mutex(State(policy: policy))
+        state = Locked(State(policy: policy))
         self.draining = draining
         self.clock = clock
     }

@@ -26,12 +26,12 @@ final class RateLimiter: Sendable {
         }
     }
 
-    private let buckets: Mutex<[Bucket]>
+    private let buckets: Locked<[Bucket]>
     let isActive: Bool
 
     init(_ limits: [RateLimit]) {
         let now = ContinuousClock.now
-        buckets = Mutex(limits.map { Bucket($0, now: now) })
+        buckets = Locked(limits.map { Bucket($0, now: now) })
         isActive = !limits.isEmpty
     }
 

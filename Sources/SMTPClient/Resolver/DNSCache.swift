@@ -30,7 +30,7 @@ final class DNSCache: Sendable {
 
     let clock: any MonotonicClock
     let capacity: Int
-    private let entries = Mutex<[Key: Entry]>([:])
+    private let entries = Locked<[Key: Entry]>([:])
 
     init(clock: any MonotonicClock, capacity: Int) {
         self.clock = clock

@@ -18,8 +18,8 @@ import Synchronization
 public final class MXResolver: Sendable {
     public let settings: ResolverSettings
     private let cache: DNSCache
-    private let idleStates = Mutex<[ResolverState]>([])
-    private let random: Mutex<any RandomNumberGenerator>
+    private let idleStates = Locked<[ResolverState]>([])
+    private let random: Locked<any RandomNumberGenerator>
 
     /// `clock` drives the cache and the resolution deadline; `random` orders MX records of
     /// equal preference (a seeded generator makes that order repeatable in tests).
@@ -27,7 +27,7 @@ public final class MXResolver: Sendable {
                 random: sending any RandomNumberGenerator = SystemRandomNumberGenerator()) {
         self.settings = settings
         cache = DNSCache(clock: clock, capacity: settings.cacheCapacity)
-        self.random = Mutex(random)
+        self.random = Locked(random)
     }
 
     /// Where mail for `domain` goes: its exchangers and addresses in the order to try them,

@@ -1,6 +1,9 @@
 // One typed layer over the file system calls the spool needs (open, read, write, fsync,
-// rename, link, unlink, flock, directory listing). EINTR is retried here and only here;
-// every failure becomes a `SystemError` that names the call, the path and errno.
+// rename, link, unlink, the spool's OFD lock through fcntl(F_OFD_SETLK), directory
+// listing). For these calls EINTR is retried here and only here; every failure becomes a
+// `SystemError` that names the call, the path and errno. (The other raw calls of SpoolKit
+// are inotify's, in SpoolWatcher.swift: a read that fails there is read again at the next
+// wake-up.)
 
 #if canImport(Glibc)
 @preconcurrency import Glibc

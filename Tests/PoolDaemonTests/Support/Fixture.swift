@@ -186,6 +186,16 @@ struct SeededRandom {
     }
 }
 
+/// A clock that runs `rate` times faster than real time, from now.
+final class FastClock: Sendable {
+    let start = Date()
+    let rate: Double
+    init(rate: Double) { self.rate = rate }
+    /// Seconds of this clock since it started.
+    var elapsed: Double { Date().timeIntervalSince(start) * rate }
+    var function: @Sendable () -> Date { { [self] in start.addingTimeInterval(elapsed) } }
+}
+
 /// A clock a test can move.
 final class TestClock: @unchecked Sendable {
     private let lock = NSLock()
