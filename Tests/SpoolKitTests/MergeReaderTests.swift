@@ -238,6 +238,16 @@ final class MergeReaderTests: XCTestCase {
         }
     }
 
+    func testTheFuzzersSeedsAreValidMergeJobs() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../fuzz/corpus/merge").standardized.path
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: corpus)
+        XCTAssertGreaterThanOrEqual(seeds.count, 3)
+        for seed in seeds {
+            let bytes = try FileSystem.readAll(corpus + "/" + seed)
+            XCTAssertNoThrow(try MergeReader.parse(bytes), seed)
+        }
+    }
+
     func testTheErrorReadsAsTheWhyFileSaysIt() {
         XCTAssertEqual(MergeError(line: 7, row: 5, "3 fields, the header has 4").description, "line 7 (row 5): 3 fields, the header has 4")
         XCTAssertEqual(MergeError(line: 2, "the sender <x>: address has no @domain").description, "line 2: the sender <x>: address has no @domain")
