@@ -185,6 +185,14 @@ final class MergeRenderTests: XCTestCase {
         XCTAssertEqual(messages.map(\.sender), ["bounce+1001@example.org", "bounce+1002@example.org"])
         let local = try MergeRendering.render(mergeJobText(template: "<&*MSGID;>\n"), stem: "C5", helo: "local.example.net")
         XCTAssertEqual(local.map(MergeRendering.text), ["<C5.1@local.example.net>\r\n"])
+        let job = try MergeReader.parse(Array(mergeJobText(template: "<&*MSGID;>\n").utf8))
+        var renderer = MergeRenderer(job: job, name: try XCTUnwrap(JobName("-00042.MAIL")), heloName: "h.example")
+        var row = MergeRow()
+        XCTAssertNil(Array("a@example.com,A".utf8).withUnsafeBytes { row.parse($0, maxFields: 2) })
+        row.number = 1
+        var message = RenderedMessage()
+        try renderer.render(row, into: &message)
+        XCTAssertEqual(MergeRendering.text(message), "<-00042.1@h.example>\r\n", "the stem is the file name without .MAIL")
     }
 
     func testTheNullSenderAndAFixedSender() throws {

@@ -53,7 +53,7 @@ public struct RenderedMessage: Sendable {
     }
 }
 
-public struct MergeRenderer {
+public struct MergeRenderer: Sendable {
     static let stuffingDot: [UInt8] = [UInt8(ascii: ".")]
 
     public let job: MergeJob
@@ -74,6 +74,12 @@ public struct MergeRenderer {
         self.heloName = Array((job.parameters.heloName ?? heloName).utf8)
         self.clock = clock
         self.zone = timeZone
+    }
+
+    /// The same for the job file `name` (its stem is the name without `.MAIL`).
+    public init(job: MergeJob, name: JobName, heloName: String,
+                clock: @escaping @Sendable () -> Date = { Date() }, timeZone: TimeZone = .current) {
+        self.init(job: job, stem: String(name.fileName.dropLast(JobName.suffix.count)), heloName: heloName, clock: clock, timeZone: timeZone)
     }
 
     /// Renders `row` into `message` (its buffers are reused). Throws `MergeError` when the
