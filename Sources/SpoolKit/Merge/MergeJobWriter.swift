@@ -91,13 +91,13 @@ public struct DotStuffer {
     }
 
     public mutating func add(_ bytes: some Collection<UInt8>, _ sink: (UnsafeRawBufferPointer) throws -> Void) rethrows {
-        for b in bytes {
-            if b == 10 {
-                try endLine(sink)
-            } else {
-                line.append(b)
-            }
+        var start = bytes.startIndex
+        while let lf = bytes[start...].firstIndex(of: 10) {
+            line.append(contentsOf: bytes[start..<lf])
+            try endLine(sink)
+            start = bytes.index(after: lf)
         }
+        line.append(contentsOf: bytes[start...])
     }
 
     /// Ends a last line that has no line end.
