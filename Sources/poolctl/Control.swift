@@ -73,7 +73,16 @@ enum Control {
             exit(0)
         }
         let job: BSMTPJob
-        do { job = try BSMTPReader.read(path: path) } catch { fail("\(name): \(error)") }
+        do {
+            switch try JobReader.read(path: path) {
+            case .bsmtp(let plain, _): job = plain
+            case .merge(let merge):
+                MergeCommands.describe(merge)
+                exit(0)
+            }
+        } catch {
+            fail("\(name): \(error)")
+        }
         let journal = try? Journal(path: spool.journalPath(for: name, inode: st.inode))
         if let j = journal, j.attempts > 0 {
             let next = j.nextAttempt.map { Date(timeIntervalSince1970: $0) }.map { "\($0)" } ?? "-"
@@ -112,9 +121,9 @@ enum Control {
         let path = spool.path(of: name, in: .bad)
         guard FileSystem.exists(path) else { fail("no \(name) in \(spool.badDirectory)") }
         do {
-            _ = try BSMTPReader.read(path: path)
+            _ = try JobReader.read(path: path)
         } catch {
-            fail("\(name) is still not valid BSMTP: \(error) (fix \(path) first)")
+            fail("\(name) is still not a valid job: \(error) (fix \(path) first)")
         }
         do {
             try spool.bringBack(name, from: .bad)

@@ -1,5 +1,6 @@
-// `poolctl submit`: turns a message (or a BSMTP job) into a job file, checked whole and
-// written atomically under a fresh numeric id. Nothing is written when anything is wrong.
+// `poolctl submit`: turns a message (or a BSMTP job, or a CSV table and a template: a
+// merge job, see Merge.swift) into a job file, checked whole and written atomically under
+// a fresh numeric id. Nothing is written when anything is wrong.
 
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -13,6 +14,8 @@ enum Submit {
         var from: String?
         var to: [String] = []
         var bsmtp = false
+        var merge = false
+        var table: String?
         var list: String?
         var admin = false
         var poolGiven = false
@@ -34,6 +37,8 @@ enum Submit {
             case "--from": from = value()
             case "--to": to.append(value())
             case "--bsmtp": bsmtp = true
+            case "--merge": merge = true
+            case "--table": table = value()
             default: fail("submit: unknown option '\(arguments[i])'", status: 64)
             }
             i += 1
@@ -44,15 +49,23 @@ enum Submit {
         } else if admin {
             fail("--admin goes with --list NAME", status: 64)
         }
+        if merge {
+            if bsmtp { fail("--merge and --bsmtp do not go together", status: 64) }
+            guard let from else { fail("--merge needs --from ADDR (the sender; it may hold &NAME; fields)", status: 64) }
+            guard let table else { fail("--merge needs --table FILE.csv", status: 64) }
+            if !to.isEmpty { fail("--merge takes the recipients from the table's EMAIL column; drop --to", status: 64) }
+            MergeCommands.submit(config, pool: pool, sender: from, tablePath: table)
+        }
+        if table != nil { fail("--table goes with --merge", status: 64) }
         let input = FileHandle.standardInput.readDataToEndOfFile()
         let job: [UInt8]
         if bsmtp {
             if from != nil || !to.isEmpty { fail("--bsmtp takes the envelope from the job; drop --from/--to", status: 64) }
             job = Array(input)
             do {
-                _ = try BSMTPReader.parse(job)
+                _ = try JobReader.parse(job)
             } catch {
-                fail("not a valid BSMTP job: \(error)")
+                fail("not a valid \(JobReader.isMerge(job.prefix(4096)) ? "merge" : "BSMTP") job: \(error)")
             }
         } else {
             guard let from else { fail("--from is required (use --from '' for the null sender)", status: 64) }

@@ -25,7 +25,15 @@ commands:
                              spool into the list's pool (LIST_POOL_NAME=x,y: postings to x,
                              administrative mail with --admin to y; else DEFAULT_LIST_POOL)
   submit --bsmtp [--pool P] < job
-                             spool a Batch SMTP job after checking it whole
+                             spool a Batch SMTP job (or a MERGE job) after checking it whole
+  submit --merge [--pool P] --from ADDR --table FILE.csv < template
+                             spool a mail-merge job: one message per table row (the
+                             EMAIL column), the template with &NAME; fields and .BB/.ELSE/.EB
+                             blocks on standard input; --from may hold fields too
+                             (bounces+&*VERP;@example.org)
+  preview JOB [--row N]      a merge job's row N (default 1) rendered: the message as
+                             the relay receives it on standard output, the envelope on
+                             standard error; JOB is a name (queued, deferred, held) or a path
   check                      validate the configuration, print workers and pools
   show JOB                   a job's place, envelope and each recipient's state
   requeue JOB                put a fixed job from bad/ back into the spool
@@ -44,6 +52,8 @@ examples:
   poolctl --config poold.cfg status --watch
   poolctl --config poold.cfg submit --pool A --from list@example.org --to a@example.com < msg.eml
   poolctl --config poold.cfg submit --bsmtp < posting.bsmtp
+  poolctl --config poold.cfg submit --merge --from 'bounces+&*VERP;@lists.example.org' --table members.csv < letter.txt
+  poolctl --config poold.cfg preview A000123.MAIL --row 42
   poolctl --config poold.cfg check
 """
 
@@ -82,6 +92,7 @@ case "flush", "reload", "stop":
 case "pause", "resume", "hold", "release":
     guard arguments.count == 1 else { fail("\(command) takes one argument", status: 64) }
     Control.send(loadConfiguration(configPath), [command, arguments[0]])
+case "preview": MergeCommands.preview(loadConfiguration(configPath), arguments)
 case "show":
     guard arguments.count == 1 else { fail("show takes a job name", status: 64) }
     Control.show(loadConfiguration(configPath), arguments[0])

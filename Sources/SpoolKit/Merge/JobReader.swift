@@ -1,0 +1,73 @@
+// The one entry point that reads any job in the spool: it looks at the first line (after
+// blank lines and an optional HELO/EHLO) and hands the file to the merge checker when that
+// line is `MERGE`, to `BSMTPReader` otherwise. Either way the job is checked whole before
+// anything is sent; a bad file throws `MergeError` or `BSMTPError` (both name the line),
+// and `SystemError` when it cannot be read.
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+public enum SpoolJob: Sendable {
+    /// A Batch SMTP job; `bytes` is the whole file when it was small enough to keep.
+    case bsmtp(BSMTPJob, bytes: [UInt8]?)
+    case merge(MergeJob)
+}
+
+public enum JobReader {
+    /// How far into a large file the first command is looked for.
+    static let sniffLength = 4096
+
+    /// Reads and checks the job at `path` (one open, and for a small job one read, as
+    /// `BSMTPReader.load`).
+    public static func read(path: String) throws -> SpoolJob {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        defer { fd.close() }
+        let size = try fd.status().size
+        if size <= BSMTPReader.inMemoryLimit {
+            var bytes = [UInt8](repeating: 0, count: Int(size))
+            var filled = 0
+            while filled < bytes.count {
+                let n = try bytes.withUnsafeMutableBytes {
+                    try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...]), at: Int64(filled))
+                }
+                if n == 0 { break }
+                filled += n
+            }
+            if filled < bytes.count { bytes.removeSubrange(filled...) }
+            return try parse(bytes)
+        }
+        var head = [UInt8](repeating: 0, count: sniffLength)
+        let n = try head.withUnsafeMutableBytes { try fd.read(into: $0, at: 0) }
+        if isMerge(head[0..<n]) { return .merge(try MergeReader.read(.file(fd), size: size)) }
+        return .bsmtp(try BSMTPReader.read(fd), bytes: nil)
+    }
+
+    /// Checks a job held in memory.
+    public static func parse(_ bytes: [UInt8]) throws -> SpoolJob {
+        if isMerge(bytes.prefix(sniffLength)) { return .merge(try MergeReader.parse(bytes)) }
+        return .bsmtp(try BSMTPReader.parse(bytes), bytes: bytes)
+    }
+
+    /// True when the first command (after blank lines and one HELO/EHLO line) is `MERGE`.
+    public static func isMerge(_ head: some Collection<UInt8>) -> Bool {
+        var sawHello = false
+        var start = head.startIndex
+        while start != head.endIndex {
+            let end = head[start...].firstIndex(of: 10) ?? head.endIndex
+            let line = head[start..<end]
+            start = end == head.endIndex ? end : head.index(after: end)
+            let word = TemplateCompiler.upper(line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != 13 })
+            if word.isEmpty {
+                if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == 13 }) { continue }
+                return false
+            }
+            if !sawHello && (word == Array("HELO".utf8) || word == Array("EHLO".utf8)) {
+                sawHello = true
+                continue
+            }
+            return word == Array("MERGE".utf8)
+        }
+        return false
+    }
+}
