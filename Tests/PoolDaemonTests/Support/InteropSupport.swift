@@ -47,6 +47,10 @@ struct ClosingCounts: Equatable {
     var deferred: Int
     var failed: Int
 
+    init(delivered: Int, deferred: Int, failed: Int) {
+        (self.delivered, self.deferred, self.failed) = (delivered, deferred, failed)
+    }
+
     init?(log: String) {
         guard let line = log.split(separator: "\n").last(where: { $0.contains("poold stopped:") }) else { return nil }
         func number(before word: String) -> Int? {
