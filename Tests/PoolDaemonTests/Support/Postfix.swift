@@ -40,7 +40,7 @@ final class PostfixRelay: TestMTA {
     init(in parent: String, _ options: Options = Options(), label: String = "postfix") throws {
         postfix = try MTATools.postfix
         let fm = FileManager.default
-        guard fm.isExecutableFile(atPath: postfix), getpwnam("postfix") != nil else {
+        guard fm.isExecutableFile(atPath: postfix), let owner = getpwnam("postfix")?.pointee else {
             throw MissingTool(description: "the private Postfix instance needs the postfix package (\(postfix) and its user postfix): run scripts/install-test-deps, which installs it unless another MTA holds the MTA slot")
         }
         let daemonDirectory = try PostfixRelay.postconf("daemon_directory")
@@ -51,7 +51,6 @@ final class PostfixRelay: TestMTA {
         }
         chmod(directory, 0o755)
         chmod(directory + "/mail", 0o1777)  // the pipe runs as nobody
-        let owner = getpwnam("postfix")!.pointee
         Glibc.chown(directory + "/data", owner.pw_uid, owner.pw_gid)
         mailbox = Mailbox(directory: directory + "/mail")
         let store = try copy(try MTATools.storeScript, into: directory, as: "store_message.sh", mode: 0o755)
