@@ -83,12 +83,12 @@ public enum EightBitDowngrade {
 /// One pass over the message's lines, writing `out`.
 private struct Downgrade {
     let bytes: [UInt8]
-    let lines: [MessageLine]
+    let lines: [MIME.Line]
     var out: [UInt8] = []
 
     init(_ bytes: [UInt8]) {
         self.bytes = bytes
-        lines = MessageLine.split(bytes)
+        lines = MIME.Line.split(bytes)
         out.reserveCapacity(bytes.count + bytes.count / 4)
     }
 
@@ -113,15 +113,15 @@ private struct Downgrade {
     /// An entity (a message, an enclosed message or a body part) over `range`. `ownsEnd`:
     /// its last line break is its own (the end of the message), not the one before the
     /// boundary delimiter that follows it.
-    mutating func entity(_ range: Range<Int>, default defaultType: ContentType, depth: Int, isMessage: Bool, ownsEnd: Bool) throws(DowngradeFailure) {
-        let header = EntityHeader(bytes, lines, in: range)
+    mutating func entity(_ range: Range<Int>, default defaultType: MIME.ContentType, depth: Int, isMessage: Bool, ownsEnd: Bool) throws(DowngradeFailure) {
+        let header = MIME.EntityHeader(bytes, lines, in: range)
         if let line = header.eightBitLine { throw failure(.eightBitHeader, at: line) }
         let body = header.bodyStart..<range.upperBound
         guard hasEightBit(body) else { return copy(range) }
         guard depth < EightBitDowngrade.maximumNesting else { throw failure(.nestedTooDeep, at: range.lowerBound) }
         let typeField = header.field("content-type")
-        let type = typeField.flatMap { ContentType($0.value) } ?? defaultType
-        let encoding = TransferEncoding(header.field("content-transfer-encoding")?.value)
+        let type = typeField.flatMap { MIME.ContentType($0.value) } ?? defaultType
+        let encoding = MIME.TransferEncoding(header.field("content-transfer-encoding")?.value)
         let domain = encoding == .eightBit || encoding == .binary ? "7bit" : nil
         switch (type.type, type.subtype) {
         case ("multipart", _):
@@ -175,24 +175,24 @@ private struct Downgrade {
     }
 
     /// A leaf entity whose body holds 8-bit octets: re-encoded, its header updated.
-    mutating func leaf(_ header: EntityHeader, _ body: Range<Int>, text: Bool, encoding: TransferEncoding,
+    mutating func leaf(_ header: MIME.EntityHeader, _ body: Range<Int>, text: Bool, encoding: MIME.TransferEncoding,
                        isMessage: Bool, ownsEnd: Bool) throws(DowngradeFailure) {
         if encoding == .base64 { throw failure(.eightBitInBase64Body, at: firstEightBitLine(body)) }
         var textLines = body.map { (text: bytes[lines[$0].start..<lines[$0].contentEnd], terminated: lines[$0].hasTerminator) }
         var content = contentBytes(body, ownsEnd: ownsEnd)
         if encoding == .quotedPrintable {
             // Already quoted-printable, but with raw 8-bit octets: decode, encode again.
-            (textLines, content) = QuotedPrintableDecoding.decode(textLines, ownsEnd: ownsEnd)
+            (textLines, content) = MIME.QuotedPrintableDecoding.decode(textLines, ownsEnd: ownsEnd)
         }
         let lastTerminated = textLines.last?.terminated ?? false
-        let base64Size = Base64Lines.encodedSize(content.count) + (lastTerminated ? 2 : 0)
-        let quoted = text ? QuotedPrintable.encode(textLines) : nil
+        let base64Size = MIME.Base64Lines.encodedSize(content.count) + (lastTerminated ? 2 : 0)
+        let quoted = text ? MIME.QuotedPrintable.encode(textLines) : nil
         if let quoted, quoted.count * 2 <= base64Size * 3 {  // "much bigger": over half again as big
             writeHeader(header, encoding: "quoted-printable", isMessage: isMessage, addType: true)
             out += quoted
         } else {
             writeHeader(header, encoding: "base64", isMessage: isMessage, addType: true)
-            out += Base64Lines.encode(content[...])
+            out += MIME.Base64Lines.encode(content[...])
             if lastTerminated { out += [13, 10] }
         }
     }
@@ -206,7 +206,7 @@ private struct Downgrade {
 
     /// Copies the header, with Content-Transfer-Encoding set to `encoding` (replaced or
     /// added) and, for a message without MIME-Version, the fields MIME needs.
-    mutating func writeHeader(_ header: EntityHeader, encoding: String?, isMessage: Bool, addType: Bool) {
+    mutating func writeHeader(_ header: MIME.EntityHeader, encoding: String?, isMessage: Bool, addType: Bool) {
         var added: [String] = []
         if isMessage && header.field("mime-version") == nil {
             added.append("MIME-Version: 1.0")
@@ -236,49 +236,51 @@ private struct Downgrade {
     }
 }
 
-/// Lenient quoted-printable decoding of an existing body: "=XX" is the octet, "=" at
-/// the end of a line joins it to the next, anything else (raw 8-bit octets included)
-/// stands for itself. Gives the logical lines (with their hard line breaks) and the
-/// decoded octets; the last line break is left out of the octets unless `ownsEnd`.
-enum QuotedPrintableDecoding {
-    static func decode(_ encoded: [(text: ArraySlice<UInt8>, terminated: Bool)], ownsEnd: Bool)
-        -> (lines: [(text: ArraySlice<UInt8>, terminated: Bool)], octets: [UInt8]) {
-        var lines: [(text: ArraySlice<UInt8>, terminated: Bool)] = []
-        var current: [UInt8] = []
-        for (index, line) in encoded.enumerated() {
-            var text = line.text
-            let soft = text.last == UInt8(ascii: "=")
-            if soft { text = text.dropLast() }
-            var i = text.startIndex
-            while i < text.endIndex {
-                if text[i] == UInt8(ascii: "="), text.distance(from: i, to: text.endIndex) >= 3,
-                   let high = hexValue(text[i + 1]), let low = hexValue(text[i + 2]) {
-                    current.append(high << 4 | low)
-                    i += 3
-                } else {
-                    current.append(text[i])
-                    i += 1
+extension MIME {
+    /// Lenient quoted-printable decoding of an existing body: "=XX" is the octet, "=" at
+    /// the end of a line joins it to the next, anything else (raw 8-bit octets included)
+    /// stands for itself. Gives the logical lines (with their hard line breaks) and the
+    /// decoded octets; the last line break is left out of the octets unless `ownsEnd`.
+    enum QuotedPrintableDecoding {
+        static func decode(_ encoded: [(text: ArraySlice<UInt8>, terminated: Bool)], ownsEnd: Bool)
+            -> (lines: [(text: ArraySlice<UInt8>, terminated: Bool)], octets: [UInt8]) {
+            var lines: [(text: ArraySlice<UInt8>, terminated: Bool)] = []
+            var current: [UInt8] = []
+            for (index, line) in encoded.enumerated() {
+                var text = line.text
+                let soft = text.last == UInt8(ascii: "=")
+                if soft { text = text.dropLast() }
+                var i = text.startIndex
+                while i < text.endIndex {
+                    if text[i] == UInt8(ascii: "="), text.distance(from: i, to: text.endIndex) >= 3,
+                       let high = hexValue(text[i + 1]), let low = hexValue(text[i + 2]) {
+                        current.append(high << 4 | low)
+                        i += 3
+                    } else {
+                        current.append(text[i])
+                        i += 1
+                    }
                 }
+                if soft && index < encoded.count - 1 { continue }
+                lines.append((current[...], line.terminated && !soft))
+                current = []
             }
-            if soft && index < encoded.count - 1 { continue }
-            lines.append((current[...], line.terminated && !soft))
-            current = []
+            var octets: [UInt8] = []
+            for line in lines {
+                octets += line.text
+                if line.terminated { octets += [13, 10] }
+            }
+            if !ownsEnd, lines.last?.terminated == true { octets.removeLast(2) }
+            return (lines, octets)
         }
-        var octets: [UInt8] = []
-        for line in lines {
-            octets += line.text
-            if line.terminated { octets += [13, 10] }
-        }
-        if !ownsEnd, lines.last?.terminated == true { octets.removeLast(2) }
-        return (lines, octets)
-    }
 
-    static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case 48...57: return b - 48
-        case 65...70: return b - 55
-        case 97...102: return b - 87
-        default: return nil
+        static func hexValue(_ b: UInt8) -> UInt8? {
+            switch b {
+            case 48...57: return b - 48
+            case 65...70: return b - 55
+            case 97...102: return b - 87
+            default: return nil
+            }
         }
     }
 }
