@@ -50,8 +50,8 @@ final class EximRelay: TestMTA {
         let users = try UserOverlay(in: directory, users: ["Debian-exim"])
         for sub in ["/spool", "/log", "/mail"] { try users.chown(directory + sub, to: "Debian-exim", mode: 0o750) }
         mailbox = Mailbox(directory: directory + "/mail")
-        let config = try copy(try TestTools.scripts + "/relays/exim.conf", into: directory, as: "exim.conf", mode: 0o644)
-        _ = try copy(try MTATools.storeScript, into: directory, as: "store_message.sh", mode: 0o755)
+        let config = try copyForRelay(try TestTools.scripts + "/relays/exim.conf", into: directory, as: "exim.conf", mode: 0o644)
+        _ = try copyForRelay(try MTATools.storeScript, into: directory, as: "store_message.sh", mode: 0o755)
 
         port = freePort()
         smtpsPort = options.smtps ? freePort() : nil
@@ -59,8 +59,8 @@ final class EximRelay: TestMTA {
         if !options.pipelining { macros.append("POOLD_NO_PIPELINING=1") }
         if !options.chunking { macros.append("POOLD_NO_CHUNKING=1") }
         if let (certificate, key) = options.certificate {
-            let cert = try copy(certificate, into: directory + "/tls", as: "server.pem", user: "Debian-exim", overlay: users)
-            let keyCopy = try copy(key, into: directory + "/tls", as: "server.key", user: "Debian-exim", overlay: users)
+            let cert = try copyForRelay(certificate, into: directory + "/tls", as: "server.pem", user: "Debian-exim", overlay: users)
+            let keyCopy = try copyForRelay(key, into: directory + "/tls", as: "server.key", user: "Debian-exim", overlay: users)
             macros += ["POOLD_CERT=\(cert)", "POOLD_KEY=\(keyCopy)"]
         }
         if let smtpsPort { macros.append("POOLD_SMTPS_PORT=\(smtpsPort)") }

@@ -158,7 +158,7 @@ func waitForRelay(_ child: ChildProcess, port: UInt16, name: String, extraLog: S
 
 /// Copies a file into `directory`, owned by `overlay`'s `user` (an MTA that drops
 /// privileges reads it as that user).
-func copy(_ file: String, into directory: String, as name: String, user: String? = nil, overlay: UserOverlay? = nil, mode: mode_t = 0o600) throws -> String {
+func copyForRelay(_ file: String, into directory: String, as name: String, user: String? = nil, overlay: UserOverlay? = nil, mode: mode_t = 0o600) throws -> String {
     let target = directory + "/" + name
     try? FileManager.default.removeItem(atPath: target)
     try FileManager.default.copyItem(atPath: file, toPath: target)

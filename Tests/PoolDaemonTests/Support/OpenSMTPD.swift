@@ -40,7 +40,7 @@ final class OpenSMTPDRelay: TestMTA {
         let users = try UserOverlay(in: directory, users: ["opensmtpd", "opensmtpq", "poolddeliver"])
         try users.chown(directory + "/mail", to: "poolddeliver", mode: 0o755)
         mailbox = Mailbox(directory: directory + "/mail")
-        let store = try copy(try MTATools.storeScript, into: directory, as: "store_message.sh", mode: 0o755)
+        let store = try copyForRelay(try MTATools.storeScript, into: directory, as: "store_message.sh", mode: 0o755)
 
         port = freePort()
         let config = """

@@ -53,7 +53,7 @@ final class PostfixRelay: TestMTA {
         chmod(directory + "/mail", 0o1777)  // the pipe runs as nobody
         Glibc.chown(directory + "/data", owner.pw_uid, owner.pw_gid)
         mailbox = Mailbox(directory: directory + "/mail")
-        let store = try copy(try MTATools.storeScript, into: directory, as: "store_message.sh", mode: 0o755)
+        let store = try copyForRelay(try MTATools.storeScript, into: directory, as: "store_message.sh", mode: 0o755)
         try "/^nosuch/ 554 5.7.1 Recipient address rejected by test policy\n".write(toFile: etc + "/recipient_access", atomically: true, encoding: .utf8)
 
         port = freePort()
