@@ -45,9 +45,9 @@ public enum JobWriter {
     }
 
     /// A BSMTP job for one message: envelope lines, the message dot-stuffed with CRLF
-    /// line ends, the final dot.
-    public static func bsmtp(message: [UInt8], from: String, to: [String]) -> [UInt8] {
-        var out = Array("MAIL FROM:<\(from)>\r\n".utf8)
+    /// line ends, the final dot. `senderParameters` go on the MAIL FROM line.
+    public static func bsmtp(message: [UInt8], from: String, to: [String], senderParameters: [String] = []) -> [UInt8] {
+        var out = Array("MAIL FROM:<\(from)>\(senderParameters.map { " " + $0 }.joined())\r\n".utf8)
         for address in to { out += Array("RCPT TO:<\(address)>\r\n".utf8) }
         out += Array("DATA\r\n".utf8)
         var lines = message.split(separator: 10, omittingEmptySubsequences: false)

@@ -76,7 +76,10 @@ enum Submit {
             }
             if input.contains(0) { fail("the message contains a NUL byte") }
             if input.isEmpty { fail("the message on standard input is empty") }
-            job = JobWriter.bsmtp(message: Array(input), from: from, to: to)
+            // RFC 6152: a message with 8-bit octets says so, so that poold converts it for a
+            // relay that does not offer 8BITMIME.
+            let eightBit = input.contains { $0 >= 0x80 }
+            job = JobWriter.bsmtp(message: Array(input), from: from, to: to, senderParameters: eightBit ? ["BODY=8BITMIME"] : [])
         }
         let spool = Spool(root: config.spoolDirectory)
         do {

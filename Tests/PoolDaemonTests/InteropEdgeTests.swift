@@ -151,6 +151,39 @@ final class InteropEdgeTests: XCTestCase {
         }
     }
 
+    /// EIGHTBIT=pass: the operator knows the relay is 8-bit clean; the message goes as it is.
+    func testEIGHTBITPassSendsTheMessageAsItIsToARelayWithout8BITMIME() throws {
+        let fixture = try SpoolFixture("edge-8bit-pass")
+        let sink = try SmtpSink(in: fixture.directory, extraArguments: ["-8"])
+        defer { sink.stop() }
+        try fixture.drop("A1.MAIL", eightBitJob(mimeText))
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(sink.port);POOL=A;EIGHTBIT=pass"] + interopTimeouts)
+        try fixture.drain()
+        XCTAssertEqual(try sink.received().first?.data, Array(mimeText.utf8))
+    }
+
+    /// poolctl submit says BODY=8BITMIME for a message with 8-bit octets, and only then.
+    func testPoolctlSubmitDeclares8BITMIMEForAnEightBitMessage() throws {
+        let fixture = try SpoolFixture("edge-8bit-submit")
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:25"])
+        func submit(_ text: String) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try TestTools.binDirectory + "/poolctl")
+            process.arguments = ["--config", fixture.configPath, "submit", "--from", "owner@lists.example.org", "--to", "reader@example.com"]
+            let input = Pipe(), output = Pipe()
+            process.standardInput = input
+            process.standardOutput = output
+            try process.run()
+            input.fileHandleForWriting.write(Data(text.utf8))
+            try input.fileHandleForWriting.close()
+            let name = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            process.waitUntilExit()
+            return try String(contentsOfFile: fixture.spoolDirectory + "/" + (name.split(separator: "\n").last.map(String.init) ?? ""), encoding: .utf8)
+        }
+        XCTAssertTrue(try submit(mimeText).hasPrefix("MAIL FROM:<owner@lists.example.org> BODY=8BITMIME\r\n"))
+        XCTAssertTrue(try submit("Subject: plain\r\n\r\nhello\r\n").hasPrefix("MAIL FROM:<owner@lists.example.org>\r\n"))
+    }
+
     // MARK: 4. Every deferral named, and counts that add up
 
     /// Three one-recipient jobs drained against an unavailable relay (`worker`). A drain

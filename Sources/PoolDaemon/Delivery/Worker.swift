@@ -265,16 +265,39 @@ private struct Shift {
             conveyor.stopAll()
         }
         while session.isOpen, session.hasRoom, let next = conveyor.draw() {
+            guard let message = sevenBitSafe(next.message, for: session, tag: next.tag, envelope: next.envelope, relay: route.relay.host) else {
+                continue
+            }
             if worker.context.limiter.isActive {
                 // The envelope's commands count too (roughly: each line as written).
                 worker.context.limiter.charge(next.envelope.recipients.reduce(next.envelope.sender.utf8.count + 40) { $0 + $1.address.utf8.count + 14 }, pool: next.pool)
                 session.submit(OutgoingTransaction(tag: next.tag, envelope: next.envelope,
-                                                   message: ThrottledMessage(reader: next.message, limiter: worker.context.limiter, pool: next.pool)))
+                                                   message: ThrottledMessage(message: message, limiter: worker.context.limiter, pool: next.pool)))
             } else {
-                session.submit(OutgoingTransaction(tag: next.tag, envelope: next.envelope, message: next.message))
+                session.submit(OutgoingTransaction(tag: next.tag, envelope: next.envelope, message: message))
             }
         }
         absorb(session.advance(), relay: route.relay.host)
+    }
+
+    /// The message as this relay may take it: converted to 7-bit MIME when the relay lacks
+    /// 8BITMIME (unless EIGHTBIT=pass); nil when it cannot go, its result already recorded.
+    private mutating func sevenBitSafe(_ message: MessageReader, for session: SMTPSession, tag: TransactionTag,
+                                       envelope: Envelope, relay: String) -> (any MessageSource)? {
+        guard !session.capabilities.eightBitMIME, worker.spec.settings.eightBit == .convert else { return message }
+        let outcome: RecipientOutcome
+        do {
+            switch try SevenBitTransport.prepare(message) {
+            case .unchanged: return message
+            case .converted(let converted): return converted
+            case .refused(let failure):
+                outcome = RecipientOutcome(.failed, origin: .local("\(failure) (the relay does not offer 8BITMIME)"), status: .conversionImpossible)
+            }
+        } catch {
+            outcome = RecipientOutcome(.deferred, origin: .local("cannot read the message: \(error)"))
+        }
+        absorb([TransactionResult(tag: tag, outcomes: envelope.recipients.map { _ in outcome })], relay: relay)
+        return nil
     }
 
     /// Applies results to their attempts, then concludes the attempts that are settled.

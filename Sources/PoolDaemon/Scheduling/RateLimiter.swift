@@ -64,13 +64,13 @@ extension RateLimiter.Bucket {
 
 /// The message of a transaction, charged to the rate limiter as it streams.
 struct ThrottledMessage: MessageSource {
-    let reader: MessageReader
+    let message: any MessageSource
     let limiter: RateLimiter
     let pool: Pool
-    var wireSize: Int64 { reader.wireSize }
-    var unstuffedSize: Int64? { reader.unstuffedSize }
+    var wireSize: Int64 { message.wireSize }
+    var unstuffedSize: Int64? { message.unstuffedSize }
     func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        try reader.stream { chunk in
+        try message.stream { chunk in
             limiter.charge(chunk.count, pool: pool)
             try sink(chunk)
         }

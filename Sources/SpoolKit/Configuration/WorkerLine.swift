@@ -18,6 +18,15 @@ public enum TLSMode: String, Sendable {
     case smtps
 }
 
+/// What a worker does with a message that has 8-bit octets when its relay does not offer
+/// 8BITMIME (RFC 6152).
+public enum EightBitPolicy: String, Sendable {
+    /// Convert it to 7-bit MIME, or fail it (5.6.3) when it cannot be converted (the default).
+    case convert
+    /// Send it as it is: for a relay the operator knows to be 8-bit clean.
+    case pass
+}
+
 public struct WorkerLine: Hashable, Sendable {
     /// n of SMTP_FORWARD_n.
     public var number: Int
@@ -41,13 +50,16 @@ public struct WorkerLine: Hashable, Sendable {
     public var secretFile: String?
     /// AUTH_INSECURE=1: authenticate even without TLS.
     public var authInsecure: Bool
+    /// EIGHTBIT=convert|pass.
+    public var eightBit = EightBitPolicy.convert
 
     /// The most workers one line may start.
     public static let maximumCount = 1000
 
     public init(number: Int, line: Int = 0, count: Int = 1, relay: RelayHost, windows: [OpenWindow] = [],
                 failover: RelayHost? = nil, pools: PoolSet = .all, maxSizeKB: Int? = nil, tls: TLSMode = .may,
-                tlsCA: String? = nil, authUser: String? = nil, secretFile: String? = nil, authInsecure: Bool = false) {
+                tlsCA: String? = nil, authUser: String? = nil, secretFile: String? = nil, authInsecure: Bool = false,
+                eightBit: EightBitPolicy = .convert) {
         self.number = number
         self.line = line
         self.count = count
@@ -61,6 +73,7 @@ public struct WorkerLine: Hashable, Sendable {
         self.authUser = authUser
         self.secretFile = secretFile
         self.authInsecure = authInsecure
+        self.eightBit = eightBit
     }
 
     /// Open at this instant (local time of `calendar`)? Always true with no windows.
@@ -135,7 +148,8 @@ enum WorkerLineSyntax {
             windows: windows,
             failover: failover.map { RelayHost(host: $0.host, port: $0.port ?? defaultPort) },
             pools: options.pools, maxSizeKB: options.maxSizeKB, tls: options.tls, tlsCA: options.tlsCA,
-            authUser: options.authUser, secretFile: options.secretFile, authInsecure: options.authInsecure)
+            authUser: options.authUser, secretFile: options.secretFile, authInsecure: options.authInsecure,
+            eightBit: options.eightBit)
     }
 }
 
@@ -148,9 +162,10 @@ private struct WorkerOptions {
     var authUser: String?
     var secretFile: String?
     var authInsecure = false
+    var eightBit = EightBitPolicy.convert
     private var seen: Set<String> = []
 
-    static let keys: Set<String> = ["POOL", "MAXSIZE", "TLS", "TLS_CA", "AUTH", "SECRET", "AUTH_INSECURE"]
+    static let keys: Set<String> = ["POOL", "MAXSIZE", "TLS", "TLS_CA", "AUTH", "SECRET", "AUTH_INSECURE", "EIGHTBIT"]
 
     mutating func set(_ key: String, to value: Substring) throws(ConfigurationFault) {
         guard WorkerOptions.keys.contains(key) else {
@@ -170,6 +185,11 @@ private struct WorkerOptions {
             case "AUTH": authUser = try ConfigurationValues.text(value)
             case "SECRET": secretFile = try ConfigurationValues.text(value)
             case "AUTH_INSECURE": authInsecure = try ConfigurationValues.flag(value)
+            case "EIGHTBIT":
+                guard let policy = EightBitPolicy(rawValue: value.lowercased()) else {
+                    throw ConfigurationFault("'\(value)' is not convert or pass")
+                }
+                eightBit = policy
             default: break  // not reached: checked against `keys` above
             }
         } catch {
