@@ -404,6 +404,8 @@ class Conn(asyncio.Protocol):
         lines = ["250 " + self.args.hostname]
         if self.srv.pipelining:
             lines.append("250 PIPELINING")
+        if not self.args.no_8bitmime and "8BITMIME" not in (e.upper() for e in self.srv.exts):
+            lines.append("250 8BITMIME")  # as nearly every real relay does
         lines += ["250 " + e for e in self.srv.exts if e]
         self.reply(lines)
 
@@ -645,6 +647,7 @@ def parse_args(argv=None):
     p.add_argument("--ready-file", help="the bound port is written here once listening")
     p.add_argument("--lifetime", type=float, default=600, help="exit after this many seconds")
     p.add_argument("--no-pipelining", action="store_true", help="do not advertise PIPELINING")
+    p.add_argument("--no-8bitmime", action="store_true", help="do not advertise 8BITMIME")
     p.add_argument("--ext", action="append", default=[], metavar="WORD",
                    help='extra EHLO keyword, e.g. "SIZE 1000", CHUNKING, 8BITMIME (repeatable)')
     p.add_argument("--no-ehlo", action="store_true", help="EHLO gets 502 (client must use HELO)")
