@@ -102,6 +102,14 @@ public struct DeliveryStatusNotification: Sendable {
         return out
     }
 
+    /// The header section of a message held in memory (dot-stuffing undone, CRLF), cut at
+    /// the first empty line and at `maxHeaderBytes`.
+    public static func headers(of message: [UInt8]) -> [UInt8] {
+        var end = min(message.count, maxHeaderBytes)
+        if let blank = message.prefix(end).firstRange(of: [13, 10, 13, 10]) { end = blank.lowerBound + 2 }
+        return Array(message[..<end])
+    }
+
     /// The header section of a transaction's message, dot-stuffing undone, CRLF line ends.
     public static func headers(path: String, transaction: Transaction) throws -> [UInt8] {
         var out: [UInt8] = []

@@ -76,6 +76,46 @@ public struct PoolCount: Codable, Sendable, Equatable {
     }
 }
 
+/// A mail-merge job being delivered: its rows and how fast they go.
+public struct MergeProgress: Codable, Sendable, Equatable {
+    public var job: String
+    /// Rows in the table.
+    public var rows: Int
+    /// Rows delivered and failed for good, over every pass.
+    public var delivered: Int
+    public var failed: Int
+    /// Rows deferred in this pass.
+    public var deferred: Int
+    /// 1 for the first pass, 2 for the first retry, …
+    public var pass: Int
+    public var slices: Int
+    public var slicesOpen: Int
+    /// Rows decided per second in this pass.
+    public var rate: Double
+    /// At that rate, seconds until this pass has tried every row.
+    public var secondsLeft: Double?
+
+    public init(job: String, rows: Int, delivered: Int, failed: Int, deferred: Int, pass: Int, slices: Int, slicesOpen: Int,
+                rate: Double, secondsLeft: Double?) {
+        self.job = job
+        self.rows = rows
+        self.delivered = delivered
+        self.failed = failed
+        self.deferred = deferred
+        self.pass = pass
+        self.slices = slices
+        self.slicesOpen = slicesOpen
+        self.rate = rate
+        self.secondsLeft = secondsLeft
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case job, rows, delivered, failed, deferred, pass, slices, rate
+        case slicesOpen = "slices_open"
+        case secondsLeft = "seconds_left"
+    }
+}
+
 public struct StatusSnapshot: Codable, Sendable {
     public var daemon: String            // "running" | "stopped"
     public var pid: Int32?
@@ -85,6 +125,8 @@ public struct StatusSnapshot: Codable, Sendable {
     public var deferred: Int
     public var bad: Int
     public var workers: [WorkerStatus]
+    /// Mail-merge jobs being delivered now (nil in a status written by an older daemon).
+    public var merges: [MergeProgress]?
 
     public init(daemon: String, pools: [String: PoolCount] = [:], deferred: Int = 0, bad: Int = 0, workers: [WorkerStatus] = []) {
         self.daemon = daemon

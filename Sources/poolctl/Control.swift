@@ -77,7 +77,7 @@ enum Control {
             switch try JobReader.read(path: path) {
             case .bsmtp(let plain, _): job = plain
             case .merge(let merge):
-                MergeCommands.describe(merge)
+                MergeCommands.describe(merge, journal: spool.journalPath(for: name, inode: st.inode))
                 exit(0)
             }
         } catch {

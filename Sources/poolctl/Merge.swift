@@ -138,8 +138,9 @@ enum MergeCommands {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// `show JOB` for a merge job: what it holds and how it will render.
-    static func describe(_ job: MergeJob) {
+    /// `show JOB` for a merge job: what it holds, how it will render, and (from its journal,
+    /// `journal` its path) how far its delivery has come.
+    static func describe(_ job: MergeJob, journal path: String? = nil) {
         let parameters = job.senderParameters.map { " " + $0 }.joined()
         print("merge job: \(job.rowCount) rows (rows \(job.rowNumbers.lowerBound)...\(job.rowNumbers.upperBound)), columns \(job.columns.joined(separator: ","))")
         print("sender: MAIL FROM:<\(job.sender)>\(parameters)")
@@ -148,6 +149,18 @@ enum MergeCommands {
             print("share \(share.index) of \(share.count) of \(job.parameters.stem ?? "?") (HELO \(job.parameters.heloName ?? "?")); never distributed again")
         } else if job.parameters != MergeParameters() {
             print("MERGE\(job.parameters.lineArguments)")
+        }
+        guard let path else { return }
+        do {
+            let journal = try MergeJournal(path: path, rowCount: job.rowCount)
+            let waiting = job.rowCount - journal.decided.count
+            print("rows: \(journal.delivered) delivered, \(journal.failed) failed (bounced), \(journal.stillDeferred) deferred, \(waiting) not yet delivered, of \(job.rowCount)")
+            if journal.passes > 0 {
+                let next = journal.nextAttempt.map { Date(timeIntervalSince1970: $0) }.map { "\($0)" } ?? "-"
+                print("passes ended with rows deferred: \(journal.passes), next pass: \(next)")
+            }
+        } catch {
+            print("rows: cannot read the journal \(path): \(error)")
         }
     }
 }

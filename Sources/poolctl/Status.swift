@@ -56,6 +56,7 @@ enum Status {
             do {
                 if let live = StatusSnapshot.decode(try FileSystem.readAll(spool.statusPath)) {
                     snapshot.workers = live.workers
+                    snapshot.merges = live.merges
                     snapshot.started = live.started
                     snapshot.updated = live.updated
                 }
@@ -110,6 +111,15 @@ enum Status {
         }
         for w in s.workers where w.state == .down {
             if let e = w.lastError { out.append("worker \(w.id) down: \(e)") }
+        }
+        if let merges = s.merges, !merges.isEmpty {
+            out.append("")
+            var rows = [["MERGE JOB", "PASS", "ROWS", "DELIVERED", "DEFERRED", "FAILED", "SLICES LEFT", "ROWS/S", "DONE IN"]]
+            for m in merges {
+                rows.append([m.job, String(m.pass), String(m.rows), String(m.delivered), String(m.deferred), String(m.failed),
+                             "\(m.slicesOpen)/\(m.slices)", String(format: "%.0f", m.rate), m.secondsLeft.map { age($0) } ?? "—"])
+            }
+            out += table(rows, rightAligned: [1, 2, 3, 4, 5, 6, 7])
         }
         return out.joined(separator: "\n")
     }

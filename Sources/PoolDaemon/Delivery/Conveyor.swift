@@ -10,7 +10,7 @@ import SMTPClient
 import SpoolKit
 
 struct Conveyor {
-    private var attempts: [UInt32: JobAttempt] = [:]
+    private var attempts: [UInt32: Attempt] = [:]
     /// Attempt ids in the order they were added.
     private var order: [UInt32] = []
     private var nextID: UInt32 = 1
@@ -20,7 +20,7 @@ struct Conveyor {
     /// Some attempt has a part waiting to go out.
     var canDraw: Bool { order.contains { attempts[$0]?.hasMore == true } }
 
-    mutating func add(_ attempt: JobAttempt) {
+    mutating func add(_ attempt: Attempt) {
         let id = nextID
         nextID = nextID == UInt32.max ? 1 : nextID + 1
         attempts[id] = attempt
@@ -28,11 +28,10 @@ struct Conveyor {
     }
 
     /// The next transaction to submit, tagged, with the job's pool (for the rate limiter).
-    mutating func draw() -> (tag: TransactionTag, envelope: Envelope, message: MessageReader, pool: Pool)? {
-        for id in order {
-            guard var attempt = attempts[id], attempt.hasMore, let next = attempt.next() else { continue }
-            attempts[id] = attempt
-            return (Conveyor.tag(id, next.part), next.envelope, next.message, attempt.job.name.pool)
+    mutating func draw() -> (tag: TransactionTag, envelope: Envelope, message: any MessageSource, pool: Pool)? {
+        for id in order where attempts[id]?.hasMore == true {
+            guard let next = attempts[id]?.next(), let pool = attempts[id]?.job.name.pool else { continue }
+            return (Conveyor.tag(id, next.part), next.envelope, next.message, pool)
         }
         return nil
     }
@@ -40,15 +39,14 @@ struct Conveyor {
     /// A result applied to its attempt: the attempt's id and the effects it asks for.
     mutating func record(_ result: TransactionResult, worker: Int, relay: String) -> (id: UInt32, effects: [SpoolEffect])? {
         let (id, part) = Conveyor.split(result.tag)
-        guard var attempt = attempts[id] else { return nil }
-        let effects = attempt.record(result, part: part, worker: worker, relay: relay)
-        attempts[id] = attempt
+        guard let effects = attempts[id]?.record(result, part: part, worker: worker, relay: relay) else { return nil }
         return (id, effects)
     }
 
     /// Runs `body` on the attempt `id` (the executor applies effects to it in place).
-    mutating func update<T>(_ id: UInt32, _ body: (inout JobAttempt) -> T) -> T? {
-        guard var attempt = attempts[id] else { return nil }
+    mutating func update<T>(_ id: UInt32, _ body: (inout Attempt) -> T) -> T? {
+        // Moved out and back in: the attempt's arrays change in place (one owner).
+        guard var attempt = attempts.removeValue(forKey: id) else { return nil }
         let value = body(&attempt)
         attempts[id] = attempt
         return value
@@ -70,8 +68,8 @@ struct Conveyor {
     }
 
     /// Removes and returns the attempts with nothing in flight and nothing left to send.
-    mutating func takeSettled() -> [JobAttempt] {
-        var settled: [JobAttempt] = []
+    mutating func takeSettled() -> [Attempt] {
+        var settled: [Attempt] = []
         order.removeAll { id in
             guard let attempt = attempts[id], attempt.isSettled else { return false }
             settled.append(attempt)

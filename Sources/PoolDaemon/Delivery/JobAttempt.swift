@@ -67,6 +67,8 @@ struct JobAttempt {
 
     enum Opening {
         case ready(JobAttempt)
+        /// A mail-merge job, checked whole: its rows go by slices (`MergeRun`).
+        case merge(MergeJob, journalPath: String)
         /// Not valid BSMTP: the reason, with its line.
         case invalid(String)
         /// The file is gone (another process removed it).
@@ -82,8 +84,13 @@ struct JobAttempt {
         let bytes: [UInt8]?
         do {
             status = try FileSystem.status(path)
-            (parsed, bytes) = try BSMTPReader.load(path: path)
+            switch try JobReader.read(path: path) {
+            case .bsmtp(let job, let all): (parsed, bytes) = (job, all)
+            case .merge(let merge): return .merge(merge, journalPath: spool.journalPath(for: job.name, inode: status.inode))
+            }
         } catch let error as BSMTPError {
+            return .invalid(error.description)
+        } catch let error as MergeError {
             return .invalid(error.description)
         } catch let error as SystemError where error.isNotFound {
             return .vanished
@@ -209,7 +216,9 @@ struct JobAttempt {
 
         var effects: [SpoolEffect] = []
         if !decided.isEmpty { effects.append(.journal(decided)) }
-        if !failures.isEmpty { effects.append(.bounce(Bounce(transaction: tx, failures: failures, relay: relay))) }
+        if !failures.isEmpty {
+            effects.append(.bounce(Bounce(sender: tx.sender, headers: .transaction(path: path, tx), arrival: path, failures: failures, relay: relay)))
+        }
         let first = result.outcomes.first { $0.kind == .delivered } ?? result.outcomes.first
         let parts = part.split ? " part=\(part.number + 1)" : ""
         let retried = again.isEmpty ? "" : result.retry == .notSent ? " resent=\(again.count)" : " retry=\(again.count)"
@@ -242,7 +251,8 @@ struct JobAttempt {
             }
             var effects: [SpoolEffect] = [.note(.warning, "job=\(job.name): \(deferrals.count) recipient(s) deferred past QUEUE_LIFETIME; failing them")]
             for (t, failures) in byTransaction.sorted(by: { $0.key < $1.key }) {
-                effects.append(.bounce(Bounce(transaction: content.transactions[t], failures: failures, relay: nil)))
+                let tx = content.transactions[t]
+                effects.append(.bounce(Bounce(sender: tx.sender, headers: .transaction(path: path, tx), arrival: path, failures: failures, relay: nil)))
             }
             return effects + [.expire(count: deferrals.count)]
         }

@@ -1,5 +1,5 @@
-// What a job attempt asks of the spool, as values, and the small executor that carries
-// them out in order. The order is the safety: a DSN is on disk before its recipients are
+// What an attempt asks of the spool, as values, and the small executor that carries them
+// out in order. The order is the safety: a DSN is on disk before its recipients are
 // crossed off (F lines); decisions are in the journal before the job moves to deferred/
 // or back to the queue; the journal goes only after the job file. A failure of one step
 // is logged naming the file and turns into the safe alternative (recipients stay
@@ -7,10 +7,9 @@
 
 import SMTPClient
 import SpoolKit
-import Synchronization
 
 enum SpoolEffect {
-    /// Append these decisions (D lines) to the job's journal.
+    /// Append these decisions to the journal (a plain job's own; a merge pass's, by row).
     case journal([Journal.Record])
     /// Spool a DSN for these recipients, then cross them off (F lines).
     case bounce(Bounce)
@@ -23,6 +22,8 @@ enum SpoolEffect {
     case deferral([Journal.Record], due: Double)
     /// The attempt stopped early: the job goes back to the queue as it stands.
     case putBack
+    /// A slice of a merge pass ended (`completed`: every row has its outcome).
+    case sliceEnd(completed: Bool)
     /// A line for the log and the worker's log file.
     case note(Log.Level, String)
 }
@@ -36,85 +37,125 @@ enum Disposition {
     case vanished
 }
 
+/// A job whose attempt (or pass) ended, and how.
+struct Settlement {
+    var job: QueuedJob
+    var disposition: Disposition
+    var counters = AttemptCounters()
+}
+
 struct SpoolExecutor {
     let spool: Spool
     let journals: JournalRegistry
     let bounces: BounceReport
+    let merges: MergeRuns
+    let settings: DeliverySettings
+    let heloName: String
     let clock: WallClock
     /// LOG_DIR's file for this worker (nil without LOG_DIR).
     let log: WorkerLog?
 
-    /// Applies `effects` to `attempt`'s job in order; returns the disposition once an
-    /// ending effect (finish, deferral, put back) is applied.
-    func apply(_ effects: [SpoolEffect], to attempt: inout JobAttempt) -> Disposition? {
-        let name = attempt.job.name
-        var disposition: Disposition?
+    /// Applies `effects` to `attempt` in order; returns the jobs whose attempt ended.
+    func apply(_ effects: [SpoolEffect], to attempt: inout Attempt) -> [Settlement] {
+        var settled: [Settlement] = []
         var unreported: [Bounce.Failure] = []
         for effect in effects {
-            switch effect {
-            case .journal(let records):
-                appendOrStop(records, to: &attempt)
-            case .bounce(let bounce):
+            switch (effect, attempt) {
+            case (.journal(let records), _):
+                write(records, for: &attempt)
+            case (.bounce(let bounce), _):
                 do {
-                    try bounces.spool(bounce, job: name, path: attempt.path)
-                    appendOrStop(bounce.failures.map { .init(.failed, $0.key, reply: $0.outcome.diagnostic) }, to: &attempt)
+                    try bounces.spool(bounce, job: attempt.job.name)
+                    write(bounce.failures.map { .init(.failed, $0.key, reply: $0.outcome.diagnostic) }, for: &attempt)
                 } catch {
-                    Log.error("job=\(name): cannot spool the delivery status notification (\(error)); its \(bounce.failures.count) recipient(s) stay deferred")
+                    Log.error("job=\(attempt.job.name): cannot spool the delivery status notification (\(error)); its \(bounce.failures.count) recipient(s) stay deferred")
                     attempt.bounceFailed(bounce)
                     unreported += bounce.failures
                 }
-            case .finish:
-                disposition = finish(&attempt)
-            case .expire where unreported.isEmpty:
-                disposition = finish(&attempt)
-            case .expire:
+            case (.note(let level, let text), _):
+                Log.write(level, text)
+                log?.write(text)
+            case (.finish, .plain(var a)):
+                settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
+                attempt = .plain(a)
+            case (.expire, .plain(var a)) where unreported.isEmpty:
+                settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
+                attempt = .plain(a)
+            case (.expire, .plain(var a)):
                 // Some DSNs could not be spooled: those recipients wait, and are failed
                 // (and reported) again at the next attempt.
                 let records = unreported.map { Journal.Record(.deferred, $0.key, reply: $0.outcome.diagnostic) }
-                disposition = deferral(records, due: clock.seconds + attempt.settings.retrySchedule[0], &attempt)
-            case .deferral(let records, let due):
-                disposition = deferral(records, due: due, &attempt)
-            case .putBack:
-                syncOrLog(&attempt)
-                disposition = .putBack
-            case .note(let level, let text):
-                Log.write(level, text)
-                log?.write(text)
+                let disposition = deferral(records, due: clock.seconds + settings.retrySchedule[0], &a)
+                settled.append(Settlement(job: a.job, disposition: disposition, counters: a.counters))
+                attempt = .plain(a)
+            case (.deferral(let records, let due), .plain(var a)):
+                settled.append(Settlement(job: a.job, disposition: deferral(records, due: due, &a), counters: a.counters))
+                attempt = .plain(a)
+            case (.putBack, .plain(var a)):
+                syncOrLog(&a)
+                settled.append(Settlement(job: a.job, disposition: .putBack, counters: a.counters))
+                attempt = .plain(a)
+            case (.sliceEnd(let completed), .slice(let a)):
+                settled.append(Settlement(job: a.job, disposition: completed ? .finished : .putBack, counters: a.counters))
+                if let ending = a.run.endSlice(a.index, completed: completed) {
+                    settled.append(end(a.run, ending))
+                }
+            default:
+                Log.error("job=\(attempt.job.name): \(effect) does not apply to this attempt")
             }
         }
-        return disposition
+        return settled
     }
 
     /// How a job that could not be attempted at all ends.
-    func apply(_ opening: JobAttempt.Opening, job: QueuedJob, retryAfter: Double) -> Disposition {
+    func apply(_ opening: JobAttempt.Opening, job: QueuedJob) -> Disposition {
         switch opening {
-        case .ready: return .putBack
+        case .ready, .merge: return .putBack
         case .vanished:
             Log.info("job=\(job.name): gone from \(spool.directory(for: job.place)) before it was sent")
             return .vanished
         case .invalid(let reason):
             do {
                 try spool.quarantine(job.name, from: job.place, reason: "\(job.name): \(reason)")
-                Log.error("job=\(job.name): not valid BSMTP, moved to bad/: \(reason)")
+                Log.error("job=\(job.name): not a valid job, moved to bad/: \(reason)")
             } catch {
-                Log.error("job=\(job.name): not valid BSMTP (\(reason)) and cannot be moved to bad/: \(error)")
+                Log.error("job=\(job.name): not a valid job (\(reason)) and cannot be moved to bad/: \(error)")
             }
             return .quarantined
         case .unreadable(let reason):
             Log.error("job=\(job.name): \(reason); will try again")
-            return .deferred(job.place, due: clock.seconds + retryAfter)
+            return .deferred(job.place, due: clock.seconds + settings.retrySchedule[0])
         }
     }
 
-    private func appendOrStop(_ records: [Journal.Record], to attempt: inout JobAttempt) {
+    // MARK: journals
+
+    private func write(_ records: [Journal.Record], for attempt: inout Attempt) {
         guard !records.isEmpty else { return }
-        do {
-            try attempt.journal.append(records)
-            journals.insert(attempt.journalPath)
-        } catch {
-            // Without the lines the next attempt would send these again: stop here.
-            Log.error("job=\(attempt.job.name): cannot write its journal \(attempt.journalPath): \(error); stopping this attempt")
-            attempt.stop()
+        switch attempt {
+        case .plain(var a):
+            attempt = .moving
+            defer { attempt = .plain(a) }
+            do {
+                try a.journal.append(records)
+                journals.insert(a.journalPath)
+            } catch {
+                // Without the lines the next attempt would send these again: stop here.
+                Log.error("job=\(a.job.name): cannot write its journal \(a.journalPath): \(error); stopping this attempt")
+                a.stop()
+            }
+        case .slice(var a):
+            do {
+                try a.run.record(delivered: records.filter { $0.fact == .delivered }.map(\.key.transaction),
+                                 failed: records.filter { $0.fact == .failed }.map(\.key.transaction),
+                                 deferred: records.filter { $0.fact == .deferred }.map { ($0.key.transaction, $0.reply) })
+                journals.insert(a.run.journalPath)
+            } catch {
+                Log.error("job=\(a.run.job.name): cannot write its journal \(a.run.journalPath): \(error); stopping this slice")
+                a.stop()
+                attempt = .slice(a)
+            }
+        case .moving: break
         }
     }
 
@@ -125,6 +166,8 @@ struct SpoolExecutor {
             Log.error("job=\(attempt.job.name): cannot sync its journal \(attempt.journalPath): \(error)")
         }
     }
+
+    // MARK: the end of a plain job's attempt
 
     private func finish(_ attempt: inout JobAttempt) -> Disposition {
         do {
@@ -148,13 +191,83 @@ struct SpoolExecutor {
             Log.error("job=\(name): cannot record its deferral in \(attempt.journalPath): \(error)")
             return .deferred(attempt.job.place, due: due)
         }
+        return moveToDeferred(name, from: attempt.job.place, due: due)
+    }
+
+    private func moveToDeferred(_ name: JobName, from place: JobPlace, due: Double) -> Disposition {
         do {
-            try spool.moveToDeferred(name, from: attempt.job.place)
+            try spool.moveToDeferred(name, from: place)
         } catch {
             Log.error("job=\(name): cannot move it to \(spool.deferredDirectory): \(error); it waits where it is")
-            return .deferred(attempt.job.place, due: due)
+            return .deferred(place, due: due)
         }
         return .deferred(.deferred, due: due)
+    }
+
+    // MARK: the end of a merge pass
+
+    /// The job of `run` after its last slice ended.
+    private func end(_ run: MergeRun, _ ending: MergeRun.Ending) -> Settlement {
+        merges.remove(run)
+        defer { run.closeJournal() }
+        let job = run.job
+        switch ending {
+        case .finished:
+            Log.notice("job=\(job.name): every row decided (pass \(run.passes + 1)); the job leaves the spool")
+            return Settlement(job: job, disposition: finishMerge(run))
+        case .unfinished:
+            do {
+                try run.syncJournal()
+            } catch {
+                Log.error("job=\(job.name): cannot sync its journal \(run.journalPath): \(error)")
+            }
+            return Settlement(job: job, disposition: .putBack)
+        case .rowsLeft where run.expired:
+            return Settlement(job: job, disposition: expire(run))
+        case .rowsLeft:
+            let schedule = settings.retrySchedule
+            let due = clock.seconds + schedule[min(run.passes, schedule.count - 1)]
+            do {
+                try run.recordPass(next: due)
+                journals.insert(run.journalPath)
+            } catch {
+                Log.error("job=\(job.name): cannot record its deferral in \(run.journalPath): \(error)")
+                return Settlement(job: job, disposition: .deferred(job.place, due: due))
+            }
+            Log.notice("job=\(job.name): pass \(run.passes) ended with rows deferred; next pass at \(Int(due))")
+            return Settlement(job: job, disposition: moveToDeferred(job.name, from: job.place, due: due))
+        }
+    }
+
+    private func finishMerge(_ run: MergeRun) -> Disposition {
+        do {
+            try spool.finish(run.job.name, in: run.job.place, journal: run.journalPath)
+            journals.remove(run.journalPath)
+            return .finished
+        } catch {
+            Log.error("job=\(run.job.name): every row decided but cannot remove \(run.path): \(error)")
+            return .putBack
+        }
+    }
+
+    /// QUEUE_LIFETIME is over: each row still deferred fails, with a DSN to its sender.
+    private func expire(_ run: MergeRun) -> Disposition {
+        let job = run.job
+        do {
+            let rows = try run.deferredRows()
+            Log.warning("job=\(job.name): \(rows.count) row(s) deferred past QUEUE_LIFETIME; failing them")
+            for (row, message) in try run.render(rows: rows.keys.sorted(), heloName: heloName, clock: clock) {
+                let outcome = RecipientOutcome(.failed, origin: .local("delivery time expired; last reply: \(rows[row] ?? "")"), status: .expired)
+                try bounces.spool(Bounce(sender: message.sender, headers: .message(message.bytes), arrival: run.path,
+                                         failures: [.init(key: RecipientKey(row, 0), recipient: Recipient(address: message.recipient), outcome: outcome)],
+                                         relay: nil), job: job.name)
+                try run.record(delivered: [], failed: [row], deferred: [])
+            }
+        } catch {
+            Log.error("job=\(job.name): cannot fail its expired rows: \(error); they wait")
+            return .deferred(job.place, due: clock.seconds + settings.retrySchedule[0])
+        }
+        return finishMerge(run)
     }
 }
 

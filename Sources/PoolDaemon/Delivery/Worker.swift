@@ -24,6 +24,12 @@ struct DeliveryContext: Sendable {
     let limiter: RateLimiter
     let bounces: BounceReport
     let clock: WallClock
+    /// The mail-merge passes running now.
+    let merges: MergeRuns
+    /// MERGE_SLICE: rows per slice of a merge pass.
+    let mergeSlice: Int
+    /// HELO_NAME, which a merge row's `&*MSGID;` carries.
+    let heloName: String
 }
 
 final class Worker: @unchecked Sendable {
@@ -88,8 +94,11 @@ final class Worker: @unchecked Sendable {
     var isOpenNow: Bool { spec.settings.isOpen(at: context.clock.now(), calendar: calendar) }
 
     var executor: SpoolExecutor {
-        SpoolExecutor(spool: context.spool, journals: context.journals, bounces: context.bounces, clock: context.clock, log: log)
+        SpoolExecutor(spool: context.spool, journals: context.journals, bounces: context.bounces, merges: context.merges,
+                      settings: context.settings, heloName: context.heloName, clock: context.clock, log: log)
     }
+
+    func settle(_ settlement: Settlement) { settle(settlement.job, settlement.disposition, settlement.counters) }
 
     /// The queue and the board hear how a job's attempt ended.
     func settle(_ job: QueuedJob, _ disposition: Disposition, _ counters: AttemptCounters) {
@@ -104,7 +113,7 @@ final class Worker: @unchecked Sendable {
             $0.failed += counters.failed
             $0.bytes += counters.bytes
             switch disposition {
-            case .finished, .quarantined: $0.jobs += 1
+            case .finished, .quarantined: if job.slice == nil { $0.jobs += 1 }
             default: break
             }
             if case .quarantined = disposition { $0.quarantined += 1 }
@@ -186,11 +195,27 @@ private struct Shift {
             }
         }
         let now = worker.context.clock.seconds
-        let opening = JobAttempt.open(job, spool: worker.context.spool, journals: worker.context.journals,
-                                      settings: worker.context.settings, now: now)
-        guard case .ready(var attempt) = opening else {
-            worker.settle(job, executor.apply(opening, job: job, retryAfter: worker.context.settings.retrySchedule[0]), AttemptCounters())
-            return .again
+        var attempt: Attempt
+        if let slice = job.slice {
+            guard let run = worker.context.merges.run(for: job.name) else {
+                Log.error("job=\(job.name): slice \(slice + 1) of a mail-merge pass that has ended; dropped")
+                worker.queue.finished(job)
+                return .again
+            }
+            attempt = .slice(SliceAttempt(job: job, run: run, index: slice, heloName: worker.context.heloName, clock: worker.context.clock))
+        } else {
+            let opening = JobAttempt.open(job, spool: worker.context.spool, journals: worker.context.journals,
+                                          settings: worker.context.settings, now: now)
+            switch opening {
+            case .ready(let plain):
+                attempt = .plain(plain)
+            case .merge(let merge, let journalPath):
+                beginPass(job, merge, journalPath: journalPath, now: now)
+                return .again
+            default:
+                worker.settle(job, executor.apply(opening, job: job), AttemptCounters())
+                return .again
+            }
         }
         worker.board.update(id) { $0.state = .busy; $0.job = job.name.fileName; $0.since = now }
         if let failure = connect(routes) {
@@ -200,8 +225,7 @@ private struct Shift {
                 attempt.deferUnsent(outcome)
                 let effects: [SpoolEffect] = [.note(.warning, "job=\(job.name): \(attempt.counters.deferred) recipient(s) deferred: \(failure)")]
                     + attempt.conclusion(now: now)
-                let disposition = executor.apply(effects, to: &attempt) ?? .putBack
-                worker.settle(job, disposition, attempt.counters)
+                for settlement in executor.apply(effects, to: &attempt) { worker.settle(settlement) }
             } else {
                 worker.queue.putBack(job)
             }
@@ -209,6 +233,39 @@ private struct Shift {
         }
         conveyor.add(attempt)
         return .go
+    }
+
+    /// A mail-merge job taken from the queue: its pass begins, and its slices go to the
+    /// queue for every worker of its pool. The job stays in hand until the pass ends.
+    private mutating func beginPass(_ job: QueuedJob, _ merge: MergeJob, journalPath: String, now: Double) {
+        let context = worker.context
+        let journal: MergeJournal
+        do {
+            journal = try MergeJournal(path: journalPath, rowCount: merge.rowCount)
+        } catch {
+            // Without it every row would be sent again: better wait and say so.
+            Log.error("job=\(job.name): cannot read its journal \(journalPath): \(error); will try again")
+            worker.settle(job, .deferred(job.place, due: now + context.settings.retrySchedule[0]), AttemptCounters())
+            return
+        }
+        let path = context.spool.path(of: job.name, in: job.place)
+        guard let run = MergeRun.begin(job, merge: merge, path: path, journalPath: journalPath, journal: journal,
+                                       slice: context.mergeSlice, queueLifetime: context.settings.queueLifetime, now: now) else {
+            // Every row was decided (the last pass ended in a crash): the job leaves.
+            do {
+                try context.spool.finish(job.name, in: job.place, journal: journalPath)
+                context.journals.remove(journalPath)
+                worker.settle(job, .finished, AttemptCounters())
+            } catch {
+                Log.error("job=\(job.name): every row decided but cannot remove \(path): \(error)")
+                worker.settle(job, .deferred(job.place, due: now + context.settings.retrySchedule[0]), AttemptCounters())
+            }
+            return
+        }
+        context.merges.add(run)
+        Log.notice("job=\(job.name): mail-merge pass \(journal.passes + 1): \(run.toSend) of \(merge.rowCount) row(s) to send, in \(run.slices.count) slice(s) of up to \(context.mergeSlice)")
+        let size = merge.templateRange.upperBound - merge.templateRange.lowerBound
+        worker.queue.offer(run.slices.indices.map { JobOffer(name: job.name, place: job.place, size: size, due: nil, slice: $0) })
     }
 
     /// The first route that is connected or connects; nil when one is, else the failure.
@@ -282,7 +339,7 @@ private struct Shift {
 
     /// The message as this relay may take it: converted to 7-bit MIME when the relay lacks
     /// 8BITMIME (unless EIGHTBIT=pass); nil when it cannot go, its result already recorded.
-    private mutating func sevenBitSafe(_ message: MessageReader, for session: SMTPSession, tag: TransactionTag,
+    private mutating func sevenBitSafe(_ message: any MessageSource, for session: SMTPSession, tag: TransactionTag,
                                        envelope: Envelope, relay: String) -> (any MessageSource)? {
         guard !session.capabilities.eightBitMIME, worker.spec.settings.eightBit == .convert else { return message }
         let outcome: RecipientOutcome
@@ -308,15 +365,18 @@ private struct Shift {
                 continue
             }
             let executor = self.executor
-            _ = conveyor.update(attemptID) { executor.apply(effects, to: &$0) }
+            for settlement in conveyor.update(attemptID, { executor.apply(effects, to: &$0) }) ?? [] {
+                worker.settle(settlement)
+            }
         }
         concludeSettled()
     }
 
     private mutating func concludeSettled() {
         for var attempt in conveyor.takeSettled() {
-            let disposition = executor.apply(attempt.conclusion(now: worker.context.clock.seconds), to: &attempt) ?? .putBack
-            worker.settle(attempt.job, disposition, attempt.counters)
+            for settlement in executor.apply(attempt.conclusion(now: worker.context.clock.seconds), to: &attempt) {
+                worker.settle(settlement)
+            }
         }
         if conveyor.isEmpty {
             worker.board.update(id) { if $0.state == .busy { $0.state = .idle }; $0.job = nil }
@@ -331,8 +391,10 @@ private struct Shift {
         let outcome = RecipientOutcome(.deferred, origin: .connection(.notConnected(reason)))
         for attemptID in conveyor.deferUnsent(outcome) {
             let executor = self.executor
-            _ = conveyor.update(attemptID) { attempt in
+            for settlement in conveyor.update(attemptID, { attempt in
                 executor.apply([.note(.warning, "job=\(attempt.job.name): unsent recipients deferred: \(reason)")], to: &attempt)
+            }) ?? [] {
+                worker.settle(settlement)
             }
         }
         concludeSettled()

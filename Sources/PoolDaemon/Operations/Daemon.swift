@@ -30,6 +30,8 @@ final class Daemon: Sendable {
     private let limiterInForce: Locked<RateLimiter>
     /// Journals on disk, listed once at start (`scanSpool`).
     let journals = JournalRegistry([])
+    /// The mail-merge passes running now.
+    let merges = MergeRuns()
     private let watcher = Locked<SpoolWatcher?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let started: Double
@@ -160,7 +162,8 @@ final class Daemon: Sendable {
         let settings = DeliverySettings(maxRecipients: config.maxBSMTP, sort: config.sortRecipients,
                                         retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
         let context = DeliveryContext(spool: spool, settings: settings, journals: journals, limiter: limiter,
-                                      bounces: bounces, clock: clock)
+                                      bounces: bounces, clock: clock, merges: merges, mergeSlice: config.mergeSlice,
+                                      heloName: baseSettings.heloName)
         let description = Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id))
         let log = config.logDirectory.map { WorkerLog(directory: $0, worker: spec.id, header: "worker \(spec.id): \(description)") }
         var workerSettings: SessionSettings
@@ -308,7 +311,7 @@ final class Daemon: Sendable {
         watcher.withLock { $0?.stop() }
         queue.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
-        var last = board.snapshot(queue: queue, spool: spool, started: started)
+        var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds))
         last.daemon = "stopped"
         writeMetrics(last, config: config)
         let totals = board.all.reduce(into: (0, 0, 0)) { $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed }
@@ -352,7 +355,7 @@ final class Daemon: Sendable {
 
     @discardableResult
     private func writeStatus() -> StatusSnapshot {
-        let snapshot = board.snapshot(queue: queue, spool: spool, started: started)
+        let snapshot = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds))
         do {
             try AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
         } catch {

@@ -45,7 +45,7 @@ final class StatusBoard: Sendable {
 
     var all: [WorkerStatus] { workers.withLock { $0.values.sorted { $0.id < $1.id } } }
 
-    func snapshot(queue: JobQueue, spool: Spool, started: Double) -> StatusSnapshot {
+    func snapshot(queue: JobQueue, spool: Spool, started: Double, merges: [MergeProgress]) -> StatusSnapshot {
         var snapshot = StatusSnapshot(daemon: "running")
         snapshot.pid = getpid()
         snapshot.started = started
@@ -55,6 +55,7 @@ final class StatusBoard: Sendable {
         snapshot.deferred = counts.waitingRetry
         snapshot.bad = spool.badJobs().count
         snapshot.workers = all
+        snapshot.merges = merges.isEmpty ? nil : merges
         return snapshot
     }
 }

@@ -17,6 +17,8 @@ import Synchronization
 struct JobKey: Hashable, Sendable {
     var name: JobName
     var place: JobPlace
+    /// A slice of a mail-merge pass, or nil for the job itself.
+    var slice: Int?
 }
 
 struct QueuedJob: Sendable {
@@ -28,8 +30,10 @@ struct QueuedJob: Sendable {
     /// The worker strict round-robin earmarks it for, 0 for any.
     var earmark: Int = 0
     var sizeClass: Int = 0
+    /// A slice of a mail-merge pass (`MergeRun`): any worker of its pool may take it.
+    var slice: Int?
 
-    var key: JobKey { JobKey(name: name, place: place) }
+    var key: JobKey { JobKey(name: name, place: place, slice: slice) }
 }
 
 /// A job for the index: where it is, its size, and when it may go (nil: now).
@@ -38,6 +42,7 @@ struct JobOffer: Sendable {
     var place: JobPlace
     var size: Int64
     var due: Double?
+    var slice: Int? = nil
 }
 
 /// A FIFO with amortised O(1) pops from the front.
@@ -110,12 +115,14 @@ final class JobQueue: Sendable {
             var pools = PoolSet.none
             let now = clock.seconds
             for j in jobs {
-                let key = JobKey(name: j.name, place: j.place)
+                let key = JobKey(name: j.name, place: j.place, slice: j.slice)
                 guard !s.known.contains(key) else { continue }
                 s.known.insert(key)
                 s.sequence += 1
+                // A merge pass is spread over every worker of its pool: its slices carry no earmark.
                 let job = QueuedJob(name: j.name, place: j.place, size: j.size, sequence: s.sequence,
-                                    earmark: s.policy.earmark(j.name), sizeClass: s.policy.sizeClass(j.size))
+                                    earmark: j.slice == nil ? s.policy.earmark(j.name) : 0, sizeClass: s.policy.sizeClass(j.size),
+                                    slice: j.slice)
                 if let due = j.due, due > now {
                     s.timetable.insert(job, due: due)
                 } else {
@@ -131,7 +138,7 @@ final class JobQueue: Sendable {
     }
 
     func isKnown(_ name: JobName, in place: JobPlace) -> Bool {
-        state.withLock { $0.known.contains(JobKey(name: name, place: place)) }
+        state.withLock { $0.known.contains(JobKey(name: name, place: place, slice: nil)) }
     }
 
     /// A worker says whether it can take jobs now (for strict round-robin hand-over):
@@ -242,12 +249,12 @@ final class JobQueue: Sendable {
             s.lanes = [:]
             s.laneTotals = [:]
             for var job in jobs {
-                job.earmark = newPolicy.earmark(job.name)
+                job.earmark = job.slice == nil ? newPolicy.earmark(job.name) : 0
                 job.sizeClass = newPolicy.sizeClass(job.size)
                 Self.enqueue(job, in: &s)
             }
             s.timetable.update { job in
-                job.earmark = newPolicy.earmark(job.name)
+                job.earmark = job.slice == nil ? newPolicy.earmark(job.name) : 0
                 job.sizeClass = newPolicy.sizeClass(job.size)
             }
             return Self.waiters(serving: .all, in: &s)
@@ -283,7 +290,7 @@ final class JobQueue: Sendable {
         state.withLock { s in
             for (pool, poolLanes) in s.lanes {
                 for (lane, fifo) in poolLanes {
-                    guard let job = fifo.all.first(where: { $0.name == name }) else { continue }
+                    guard let job = fifo.all.first(where: { $0.name == name && $0.slice == nil }) else { continue }
                     var kept = FIFO<QueuedJob>()
                     for j in fifo.all where j.key != job.key { kept.append(j) }
                     s.lanes[pool]?[lane] = kept
@@ -293,7 +300,7 @@ final class JobQueue: Sendable {
                     return job
                 }
             }
-            if let job = s.timetable.remove(where: { $0.name == name }) {
+            if let job = s.timetable.remove(where: { $0.name == name && $0.slice == nil }) {
                 s.known.remove(job.key)
                 return job
             }

@@ -20,6 +20,8 @@ public struct SiteConfiguration: Sendable, Equatable {
     public var strictRoundRobinWait: Seconds = 60
     /// MAXBSMTP: recipients per transaction sent to a relay.
     public var maxBSMTP = 100
+    /// MERGE_SLICE: rows of a mail-merge job handed to one worker at a time.
+    public var mergeSlice = 500
     /// SORT_RECIPIENTS.
     public var sortRecipients = RecipientSort.keep
     /// RETRY_SCHEDULE: delays after a temporary failure; the last repeats.

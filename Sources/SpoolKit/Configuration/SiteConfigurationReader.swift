@@ -33,7 +33,7 @@ struct SiteConfigurationReader {
     }
 
     private static let keys: Set<String> = timeoutKeys.union([
-        "SPOOL_DIR", "SMTP_STRICTLY_ROUND_ROBIN", "SMTP_ROUND_ROBIN_WAIT", "MAXBSMTP", "SORT_RECIPIENTS",
+        "SPOOL_DIR", "SMTP_STRICTLY_ROUND_ROBIN", "SMTP_ROUND_ROBIN_WAIT", "MAXBSMTP", "MERGE_SLICE", "SORT_RECIPIENTS",
         "RETRY_SCHEDULE", "QUEUE_LIFETIME", "SMTP_RATE_LIMIT", "SIZE_BINS", "HELO_NAME", "SPOOL_RESCAN_INTERVAL",
         "LOG_DIR", "METRICS_FILE", "CONTROL_SOCKET", "RUN_AS", "DEFAULT_LIST_POOL",
     ])
@@ -93,6 +93,7 @@ struct SiteConfigurationReader {
         case "SMTP_STRICTLY_ROUND_ROBIN": configuration.strictRoundRobin = try ConfigurationValues.flag(value)
         case "SMTP_ROUND_ROBIN_WAIT": configuration.strictRoundRobinWait = try ConfigurationValues.duration(value, allowZero: true)
         case "MAXBSMTP": configuration.maxBSMTP = try ConfigurationValues.positiveWhole(value)
+        case "MERGE_SLICE": configuration.mergeSlice = try ConfigurationValues.positiveWhole(value)
         case "SORT_RECIPIENTS":
             guard ConfigurationText.isDigits(value), let number = Int(value), let sort = RecipientSort(rawValue: number) else {
                 throw ConfigurationFault("'\(value)' is not 0 (keep order), 1 (sort by domain) or 2 (sort by domain when split)")
