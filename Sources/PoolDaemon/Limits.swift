@@ -11,6 +11,14 @@ enum Limits {
     static let metricsEvery = 5
     /// A stray temporary file older than this is removed at start.
     static let temporaryFileAge: Double = 3600
+    /// Direct delivery: a site whose every address failed is left alone this long (seconds).
+    static let siteRest: Double = 300
+    /// A site that said 421 or 4.7.x gets one connection at a time for this long, and
+    /// waits this long between connections.
+    static let siteThrottle: Double = 300
+    static let siteThrottlePause: Double = 10
+    /// Jobs an MX worker takes from the queue (to fill the bins) before it serves a site.
+    static let directIntake = 64
     /// Stack of a worker thread.
     static let workerStack = 1 << 20
 }

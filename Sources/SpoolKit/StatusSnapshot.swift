@@ -116,6 +116,41 @@ public struct MergeProgress: Codable, Sendable, Equatable {
     }
 }
 
+/// A destination of direct delivery (MX lines): a set of mail exchangers.
+public struct SiteStatus: Codable, Sendable, Equatable {
+    /// Its exchangers' names, `mx1.example.org,mx2.example.org`.
+    public var site: String
+    /// Recipients waiting for it.
+    public var queued: Int
+    public var connections: Int
+    /// sending, waiting, idle, throttled or resting.
+    public var state: String
+    public var lastReply: String?
+    /// The TLS of its last connection, nil when plain.
+    public var tls: String?
+    public var delivered: Int
+    public var deferred: Int
+    public var failed: Int
+
+    public init(site: String, queued: Int, connections: Int, state: String, lastReply: String?, tls: String?,
+                delivered: Int, deferred: Int, failed: Int) {
+        self.site = site
+        self.queued = queued
+        self.connections = connections
+        self.state = state
+        self.lastReply = lastReply
+        self.tls = tls
+        self.delivered = delivered
+        self.deferred = deferred
+        self.failed = failed
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case site, queued, connections, state, tls, delivered, deferred, failed
+        case lastReply = "last_reply"
+    }
+}
+
 public struct StatusSnapshot: Codable, Sendable {
     public var daemon: String            // "running" | "stopped"
     public var pid: Int32?
@@ -127,6 +162,8 @@ public struct StatusSnapshot: Codable, Sendable {
     public var workers: [WorkerStatus]
     /// Mail-merge jobs being delivered now (nil in a status written by an older daemon).
     public var merges: [MergeProgress]?
+    /// The busiest sites of direct delivery (nil without MX lines).
+    public var sites: [SiteStatus]?
 
     public init(daemon: String, pools: [String: PoolCount] = [:], deferred: Int = 0, bad: Int = 0, workers: [WorkerStatus] = []) {
         self.daemon = daemon

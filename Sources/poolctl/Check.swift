@@ -25,12 +25,21 @@ enum Check {
         let now = Date()
         for w in config.workers {
             let s = w.settings
-            rows.append([String(w.id), "SMTP_FORWARD_\(s.number)", s.relay.description, s.failover?.description ?? "-",
+            rows.append([String(w.id), "SMTP_FORWARD_\(s.number)", s.isDirect ? "MX (direct)" : s.relay.description, s.failover?.description ?? "-",
                          s.pools.description, s.windows.isEmpty ? "always" : s.windows.map(\.description).joined(separator: ","),
                          s.isOpen(at: now, calendar: .current) ? "open" : (s.failover == nil ? "closed" : "failover"),
                          s.maxSizeKB.map { "\($0) kB" } ?? "-", config.roundRobinPlaces(worker: w.id) ?? "-"])
         }
         for line in Status.table(rows, rightAligned: [0]) { print(line) }
+        if let mx = config.workerLines.first(where: \.isDirect) {
+            let connections = config.workerLines.filter(\.isDirect).reduce(0) { $0 + $1.count }
+            print("")
+            print("MX lines deliver straight to each recipient domain's mail exchangers (RFC 5321 §5): MX records by")
+            print("preference, else the domain's own address; every address tried in turn. Recipients are binned by their")
+            print("domain's exchangers (a site); \(connections) connection(s) in all, at most \(config.mxSiteConnections) per site")
+            print("(MX_SITE_CONNECTIONS), \(config.mxSiteMessages) message(s) per connection (MX_SITE_MESSAGES), port \(config.mxPort).")
+            print("DNS: \(config.dnsServer.map { "DNS_SERVER=\($0)" } ?? "the system's resolver (/etc/resolv.conf)"); TLS=\(mx.tls.rawValue)\(mx.tls == .may ? " (STARTTLS when offered, not verified)" : "").")
+        }
         print("")
         if !config.workers.isEmpty && config.workers.allSatisfy({ $0.settings.pools.isAll }) {
             print("every pool: workers " + config.workers.map { String($0.id) }.joined(separator: ","))

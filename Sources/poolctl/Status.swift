@@ -57,6 +57,7 @@ enum Status {
                 if let live = StatusSnapshot.decode(try FileSystem.readAll(spool.statusPath)) {
                     snapshot.workers = live.workers
                     snapshot.merges = live.merges
+                    snapshot.sites = live.sites
                     snapshot.started = live.started
                     snapshot.updated = live.updated
                 }
@@ -111,6 +112,15 @@ enum Status {
         }
         for w in s.workers where w.state == .down {
             if let e = w.lastError { out.append("worker \(w.id) down: \(e)") }
+        }
+        if let sites = s.sites, !sites.isEmpty {
+            out.append("")
+            var rows = [["SITE", "QUEUED", "CONN", "STATE", "TLS", "DELIVERED", "DEFERRED", "FAILED", "LAST REPLY"]]
+            for site in sites {
+                rows.append([site.site, String(site.queued), String(site.connections), site.state, site.tls == nil ? "-" : "yes",
+                             String(site.delivered), String(site.deferred), String(site.failed), String((site.lastReply ?? "-").prefix(60))])
+            }
+            out += table(rows, rightAligned: [1, 2, 5, 6, 7])
         }
         if let merges = s.merges, !merges.isEmpty {
             out.append("")

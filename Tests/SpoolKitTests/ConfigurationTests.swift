@@ -221,6 +221,11 @@ final class ConfigurationTests: XCTestCase {
             ("\n\n# c\nMAXBSMTP 100", "poold.cfg:5: expected KEY=VALUE, found 'MAXBSMTP 100'"),
             ("=100", "poold.cfg:2: no key before '='"),
             ("MAXBSMTP=0", "poold.cfg:2: MAXBSMTP: '0' is not a positive whole number"),
+            ("DNS_SERVER=resolver.example.org:53", "poold.cfg:2: DNS_SERVER: 'resolver.example.org' is not an IPv4 address (DNS_SERVER takes an address and a port, not a name)"),
+            ("DNS_SERVER=127.0.0.1:0", "poold.cfg:2: DNS_SERVER: '0' is not a port 1...65535"),
+            ("DNS_SERVER=::1", "poold.cfg:2: DNS_SERVER: '::1': write an IPv6 address in brackets, [::1]:53"),
+            ("MX_SITE_CONNECTIONS=0", "poold.cfg:2: MX_SITE_CONNECTIONS: '0' is not a positive whole number"),
+            ("MERGE_SLICE=none", "poold.cfg:2: MERGE_SLICE: 'none' is not a positive whole number"),
             ("MAXBSMTP=-5", "poold.cfg:2: MAXBSMTP: '-5' is not a positive whole number"),
             ("MAXBSMTP=+5", "poold.cfg:2: MAXBSMTP: '+5' is not a positive whole number"),
             ("MAXBSMTP=1e3", "poold.cfg:2: MAXBSMTP: '1e3' is not a positive whole number"),
@@ -316,6 +321,9 @@ final class ConfigurationTests: XCTestCase {
             ("relay.example.org;TLS_CA=", "TLS_CA: the value is empty"),
             ("relay.example.org;AUTH_INSECURE=yes", "AUTH_INSECURE: 'yes' is not 0 or 1"),
             ("relay.example.org;EIGHTBIT=maybe", "EIGHTBIT: 'maybe' is not convert or pass"),
+            ("MX;backup.example.org", "an MX line delivers to each domain's own exchangers: it has no failover"),
+            ("MX:2525", "MX takes no port (MX_PORT sets the port of mail exchangers)"),
+            ("4*MX;TLS=smtps", "TLS=smtps does not apply to mail exchangers (port 25): use may or require"),
             ("relay.example.org;PRIORITY=1", "unknown option 'PRIORITY' (known: AUTH, AUTH_INSECURE, EIGHTBIT, MAXSIZE, POOL, SECRET, TLS, TLS_CA)"),
             ("relay.example.org;AUTH=lists", "AUTH needs SECRET= (the file that holds the password)"),
             ("relay.example.org;SECRET=/etc/poold/secret", "SECRET needs AUTH= (the user name)"),
@@ -635,5 +643,17 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.workers.map { "\($0.id) \($0.settings.relay)" }, ["1 [::1]:2525", "2 b.example.org:25", "3 b.example.org:25"])
         XCTAssertEqual(configuration.workers(serving: Pool("B")!).map(\.id), [1, 2, 3])
         XCTAssertEqual(configuration.workers(serving: Pool("C")!).map(\.id), [1])
+    }
+}
+
+extension ConfigurationTests {
+    func testAnMXLineDeliversDirectlyWithItsOwnKeys() throws {
+        let config = try SiteConfiguration.parse(Self.spool + "SMTP_FORWARD_1=16*MX;POOL=B\nDNS_SERVER=[::1]:5353\nMX_SITE_CONNECTIONS=3\nMX_SITE_MESSAGES=50\nMX_PORT=2525\n", file: "poold.cfg")
+        XCTAssertTrue(config.workerLines[0].isDirect)
+        XCTAssertEqual(config.workers.count, 16)
+        XCTAssertEqual(config.dnsServer, "[::1]:5353")
+        XCTAssertEqual([config.mxSiteConnections, config.mxSiteMessages], [3, 50])
+        XCTAssertEqual(config.mxPort, 2525)
+        XCTAssertEqual(config.workerLines[0].tls, .may, "STARTTLS when offered, unverified, unless the line says otherwise")
     }
 }

@@ -149,6 +149,46 @@ struct JobAttempt {
     /// and the job goes back to the queue with what is decided journaled.
     mutating func stop() { stopped = true }
 
+    // MARK: direct delivery (MX lines)
+
+    /// Plans the parts again so that each holds recipients of one group only (the site of
+    /// their domain, for direct delivery); `group` gets a transaction and a recipient index.
+    /// Only before any part went out.
+    mutating func regroup(_ group: (Int, Int) -> Int) {
+        guard inFlight.isEmpty else { return }
+        parts = JobAttempt.plan(content, journal: journal, settings: settings, group: group)
+        pending = FIFO()
+        for p in parts.indices { pending.append(p) }
+    }
+
+    /// The group of a part's recipients (as `regroup` was told).
+    func group(of part: Int, _ group: (Int, Int) -> Int) -> Int {
+        let p = parts[part]
+        return p.members.first.map { group(p.transaction, $0) } ?? 0
+    }
+
+    /// Takes part `p` out of the waiting parts to send it now (direct delivery picks parts
+    /// by site, not in order); nil when it is no longer waiting.
+    mutating func claim(_ p: Int) -> (envelope: Envelope, message: MessageReader)? {
+        guard !stopped, p < parts.count, !inFlight.contains(p), pending.remove(p) else { return nil }
+        inFlight.insert(p)
+        let part = parts[p]
+        let tx = content.transactions[part.transaction]
+        let envelope = Envelope(sender: tx.sender, senderParameters: tx.senderParameters,
+                                recipients: part.members.map { EnvelopeRecipient(address: tx.recipients[$0].address, parameters: tx.recipients[$0].parameters) })
+        return (envelope, MessageReader(path: path, transaction: tx, bytes: bytes))
+    }
+
+    /// Part `p` cannot go now (its site rests, or DNS decided): each recipient is decided
+    /// as `outcome` says (given the transaction and recipient index), without the relay.
+    mutating func decide(_ p: Int, worker: Int, relay: String, _ outcome: (Int, Int) -> RecipientOutcome) -> [SpoolEffect] {
+        guard pending.remove(p) else { return [] }
+        inFlight.insert(p)
+        let part = parts[p]
+        return record(TransactionResult(tag: TransactionTag(0), outcomes: part.members.map { outcome(part.transaction, $0) }),
+                      part: p, worker: worker, relay: relay)
+    }
+
     /// The parts not yet sent are deferred with `outcome` (the relay cannot be reached).
     mutating func deferUnsent(_ outcome: RecipientOutcome) {
         while let p = pending.popFirst() {
@@ -263,24 +303,35 @@ struct JobAttempt {
     }
 
     /// The parts still to send, split at MAXBSMTP recipients and sorted as asked.
-    private static func plan(_ job: BSMTPJob, journal: Journal, settings: DeliverySettings) -> [Part] {
+    private static func plan(_ job: BSMTPJob, journal: Journal, settings: DeliverySettings,
+                             group: (Int, Int) -> Int = { _, _ in 0 }) -> [Part] {
         var parts: [Part] = []
         for tx in job.transactions {
-            var members = tx.recipients.indices.filter { journal.decided[RecipientKey(tx.index, $0)] == nil }
-            if members.isEmpty { continue }
-            let sortNow = settings.sort == .byDomain
-                || (settings.sort == .byDomainWhenSplit && tx.recipients.count > settings.maxRecipients)
-            if sortNow {
-                members = members.enumerated()
-                    .sorted { (tx.recipients[$0.element].domain, $0.offset) < (tx.recipients[$1.element].domain, $1.offset) }
-                    .map(\.element)
-            }
-            let split = members.count > settings.maxRecipients
-            for (number, start) in stride(from: 0, to: members.count, by: settings.maxRecipients).enumerated() {
-                let end = min(start + settings.maxRecipients, members.count)
-                parts.append(Part(transaction: tx.index, members: Array(members[start..<end]), number: number, split: split))
+            let undecided = tx.recipients.indices.filter { journal.decided[RecipientKey(tx.index, $0)] == nil }
+            var groups: [Int: [Int]] = [:]
+            for r in undecided { groups[group(tx.index, r), default: []].append(r) }
+            for key in groups.keys.sorted() {
+                guard let members = groups[key] else { continue }
+                parts += plan(tx, members, settings: settings)
             }
         }
         return parts
+    }
+
+    /// A transaction's `members` in parts of at most MAXBSMTP, sorted as SORT_RECIPIENTS says.
+    private static func plan(_ tx: Transaction, _ members: [Int], settings: DeliverySettings) -> [Part] {
+        var members = members
+        let sortNow = settings.sort == .byDomain
+            || (settings.sort == .byDomainWhenSplit && tx.recipients.count > settings.maxRecipients)
+        if sortNow {
+            members = members.enumerated()
+                .sorted { (tx.recipients[$0.element].domain, $0.offset) < (tx.recipients[$1.element].domain, $1.offset) }
+                .map(\.element)
+        }
+        let split = members.count > settings.maxRecipients
+        return stride(from: 0, to: members.count, by: settings.maxRecipients).enumerated().map { number, start in
+            Part(transaction: tx.index, members: Array(members[start..<min(start + settings.maxRecipients, members.count)]),
+                 number: number, split: split)
+        }
     }
 }

@@ -30,6 +30,32 @@ struct DeliveryContext: Sendable {
     let mergeSlice: Int
     /// HELO_NAME, which a merge row's `&*MSGID;` carries.
     let heloName: String
+    /// The resolver and sites of MX lines (nil without any).
+    let direct: DirectDelivery?
+}
+
+/// A message on its way to a relay that does not offer 8BITMIME (RFC 6152): converted to
+/// 7-bit MIME unless the worker line says EIGHTBIT=pass, or failed (5.6.3) when it cannot be.
+enum SevenBitSafety {
+    enum Verdict {
+        case send(any MessageSource)
+        /// It does not go: this is its recipients' outcome.
+        case decided(RecipientOutcome)
+    }
+
+    static func check(_ message: any MessageSource, for session: SMTPSession, policy: EightBitPolicy) -> Verdict {
+        guard !session.capabilities.eightBitMIME, policy == .convert else { return .send(message) }
+        do {
+            switch try SevenBitTransport.prepare(message) {
+            case .unchanged: return .send(message)
+            case .converted(let converted): return .send(converted)
+            case .refused(let failure):
+                return .decided(RecipientOutcome(.failed, origin: .local("\(failure) (the relay does not offer 8BITMIME)"), status: .conversionImpossible))
+            }
+        } catch {
+            return .decided(RecipientOutcome(.deferred, origin: .local("cannot read the message: \(error)")))
+        }
+    }
 }
 
 final class Worker: @unchecked Sendable {
@@ -64,8 +90,13 @@ final class Worker: @unchecked Sendable {
     func start() {
         let thread = Thread { [self] in
             Thread.current.name = "smtpw\(spec.id)"
-            var shift = Shift(worker: self)
-            shift.run()
+            if let direct = context.direct, spec.settings.isDirect {
+                var shift = DirectShift(worker: self, direct: direct)
+                shift.run()
+            } else {
+                var shift = Shift(worker: self)
+                shift.run()
+            }
             done.lock()
             finished = true
             done.broadcast()
@@ -337,24 +368,16 @@ private struct Shift {
         absorb(session.advance(), relay: route.relay.host)
     }
 
-    /// The message as this relay may take it: converted to 7-bit MIME when the relay lacks
-    /// 8BITMIME (unless EIGHTBIT=pass); nil when it cannot go, its result already recorded.
+    /// The message as this relay may take it (`SevenBitSafety`); nil when it cannot go,
+    /// its result already recorded.
     private mutating func sevenBitSafe(_ message: any MessageSource, for session: SMTPSession, tag: TransactionTag,
                                        envelope: Envelope, relay: String) -> (any MessageSource)? {
-        guard !session.capabilities.eightBitMIME, worker.spec.settings.eightBit == .convert else { return message }
-        let outcome: RecipientOutcome
-        do {
-            switch try SevenBitTransport.prepare(message) {
-            case .unchanged: return message
-            case .converted(let converted): return converted
-            case .refused(let failure):
-                outcome = RecipientOutcome(.failed, origin: .local("\(failure) (the relay does not offer 8BITMIME)"), status: .conversionImpossible)
-            }
-        } catch {
-            outcome = RecipientOutcome(.deferred, origin: .local("cannot read the message: \(error)"))
+        switch SevenBitSafety.check(message, for: session, policy: worker.spec.settings.eightBit) {
+        case .send(let safe): return safe
+        case .decided(let outcome):
+            absorb([TransactionResult(tag: tag, outcomes: envelope.recipients.map { _ in outcome })], relay: relay)
+            return nil
         }
-        absorb([TransactionResult(tag: tag, outcomes: envelope.recipients.map { _ in outcome })], relay: relay)
-        return nil
     }
 
     /// Applies results to their attempts, then concludes the attempts that are settled.

@@ -104,7 +104,7 @@ extension Daemon {
     private func reloadNow() -> String {
         if isStopping { return "ERR stopping; not reloading" }
         notifier.reloading()
-        defer { notifier.ready(status: board.snapshot(queue: queue, spool: spool, started: 0, merges: []).systemdStatus) }
+        defer { notifier.ready(status: board.snapshot(queue: queue, spool: spool, started: 0, merges: [], sites: []).systemdStatus) }
         let old = config
         let new: SiteConfiguration
         do {

@@ -32,6 +32,8 @@ final class Daemon: Sendable {
     let journals = JournalRegistry([])
     /// The mail-merge passes running now.
     let merges = MergeRuns()
+    /// The resolver and sites of MX lines (nil when no line says MX).
+    let direct: DirectDelivery?
     private let watcher = Locked<SpoolWatcher?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let started: Double
@@ -60,6 +62,17 @@ final class Daemon: Sendable {
         board = StatusBoard(config.workers)
         limiterInForce = Locked(RateLimiter(config.rateLimits))
         started = self.clock.seconds
+        direct = Daemon.directDelivery(config, clock: self.clock)
+    }
+
+    /// What MX lines share, when any line says MX: the resolver (DNS_SERVER, else the
+    /// system's) with its cache, and the sites.
+    static func directDelivery(_ config: SiteConfiguration, clock: WallClock) -> DirectDelivery? {
+        guard config.workerLines.contains(where: \.isDirect) else { return nil }
+        let server = config.dnsServer.flatMap { DNSServerAddress($0) }
+        return DirectDelivery(resolver: MXResolver(settings: ResolverSettings(server: server)),
+                              sites: SiteBoard(maxConnections: config.mxSiteConnections, clock: clock),
+                              port: config.mxPort, maxMessages: config.mxSiteMessages)
     }
 
     var workers: [Worker] { roster.withLock { $0.serving } }
@@ -163,7 +176,7 @@ final class Daemon: Sendable {
                                         retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
         let context = DeliveryContext(spool: spool, settings: settings, journals: journals, limiter: limiter,
                                       bounces: bounces, clock: clock, merges: merges, mergeSlice: config.mergeSlice,
-                                      heloName: baseSettings.heloName)
+                                      heloName: baseSettings.heloName, direct: direct)
         let description = Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id))
         let log = config.logDirectory.map { WorkerLog(directory: $0, worker: spec.id, header: "worker \(spec.id): \(description)") }
         var workerSettings: SessionSettings
@@ -311,7 +324,7 @@ final class Daemon: Sendable {
         watcher.withLock { $0?.stop() }
         queue.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
-        var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds))
+        var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [])
         last.daemon = "stopped"
         writeMetrics(last, config: config)
         let totals = board.all.reduce(into: (0, 0, 0)) { $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed }
@@ -355,7 +368,7 @@ final class Daemon: Sendable {
 
     @discardableResult
     private func writeStatus() -> StatusSnapshot {
-        let snapshot = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds))
+        let snapshot = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [])
         do {
             try AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
         } catch {

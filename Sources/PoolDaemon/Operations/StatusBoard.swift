@@ -45,7 +45,7 @@ final class StatusBoard: Sendable {
 
     var all: [WorkerStatus] { workers.withLock { $0.values.sorted { $0.id < $1.id } } }
 
-    func snapshot(queue: JobQueue, spool: Spool, started: Double, merges: [MergeProgress]) -> StatusSnapshot {
+    func snapshot(queue: JobQueue, spool: Spool, started: Double, merges: [MergeProgress], sites: [SiteStatus]) -> StatusSnapshot {
         var snapshot = StatusSnapshot(daemon: "running")
         snapshot.pid = getpid()
         snapshot.started = started
@@ -56,6 +56,7 @@ final class StatusBoard: Sendable {
         snapshot.bad = spool.badJobs().count
         snapshot.workers = all
         snapshot.merges = merges.isEmpty ? nil : merges
+        snapshot.sites = sites.isEmpty ? nil : sites
         return snapshot
     }
 }

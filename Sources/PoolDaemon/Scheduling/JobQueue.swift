@@ -56,6 +56,7 @@ struct FIFO<Element> {
         if head > 0 { head -= 1; items[head] = e } else { items.insert(e, at: 0) }
     }
     var all: ArraySlice<Element> { items[head...] }
+    var count: Int { items.count - head }
     mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let e = items[head]
@@ -69,6 +70,15 @@ struct FIFO<Element> {
 }
 
 extension FIFO: Sendable where Element: Sendable {}
+
+extension FIFO where Element: Equatable {
+    /// Removes `element` wherever it is (a linear search); false when it is not there.
+    mutating func remove(_ element: Element) -> Bool {
+        guard let i = items[head...].firstIndex(of: element) else { return false }
+        items.remove(at: i)
+        return true
+    }
+}
 
 final class JobQueue: Sendable {
     private struct Lane: Hashable, Sendable {

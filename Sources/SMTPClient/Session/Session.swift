@@ -11,6 +11,9 @@
 
 public final class SMTPSession {
     public let host: String
+    /// When set, the connection goes to exactly this address (an MX host's address); `host`
+    /// still names the server (SNI, messages).
+    public let address: IPAddress?
     public let port: UInt16
     public let settings: SessionSettings
     public internal(set) var capabilities = Capabilities()
@@ -54,8 +57,9 @@ public final class SMTPSession {
     /// Kept across reconnects: loading a CA store is not free.
     var tlsContext: TLSContext?
 
-    public init(host: String, port: UInt16, settings: SessionSettings) {
+    public init(host: String, address: IPAddress? = nil, port: UInt16, settings: SessionSettings) {
         self.host = host
+        self.address = address
         self.port = port
         self.settings = settings
         output.reserveCapacity(Int(SMTPSession.coalescedMessageLimit) + 4096)
@@ -103,7 +107,8 @@ public final class SMTPSession {
         tlsVerified = false
         authenticatedUser = nil
         do {
-            let socket = try Socket.connect(host: host, port: port, timeout: t.connect)
+            let socket = try address.map { try Socket.connect(address: $0, port: port, timeout: t.connect) }
+                ?? Socket.connect(host: host, port: port, timeout: t.connect)
             transport = socket
             parser = ReplyParser()
             if settings.tls == .smtps {

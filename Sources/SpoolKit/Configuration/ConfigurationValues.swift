@@ -140,4 +140,35 @@ enum ConfigurationValues {
         guard !bins.isEmpty else { throw ConfigurationFault("no bins given") }
         return bins
     }
+
+    /// `address:port` with an IPv4 address or a bracketed IPv6 one (DNS_SERVER): no name,
+    /// since the resolver cannot ask a resolver to find itself.
+    static func serverAddress(_ value: Substring) throws(ConfigurationFault) -> String {
+        let text = String(ConfigurationText.trimmed(value))
+        let host: Substring
+        let port: Substring?
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw ConfigurationFault("'\(text)': no ']' after the IPv6 address") }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            port = rest.isEmpty ? nil : rest.hasPrefix(":") ? rest.dropFirst() : nil
+            if !rest.isEmpty && port == nil { throw ConfigurationFault("'\(text)': text after ']' must be :port") }
+            guard host.contains(":"), host.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else {
+                throw ConfigurationFault("'\(host)' is not an IPv6 address")
+            }
+        } else {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count <= 2 else { throw ConfigurationFault("'\(text)': write an IPv6 address in brackets, [::1]:53") }
+            host = parts[0]
+            port = parts.count == 2 ? parts[1] : nil
+            let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+            guard octets.count == 4, octets.allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && Int($0)! <= 255 }) else {
+                throw ConfigurationFault("'\(host)' is not an IPv4 address (DNS_SERVER takes an address and a port, not a name)")
+            }
+        }
+        if let port {
+            guard let n = UInt16(port), n > 0 else { throw ConfigurationFault("'\(port)' is not a port 1...65535") }
+        }
+        return text
+    }
 }

@@ -22,6 +22,14 @@ public struct SiteConfiguration: Sendable, Equatable {
     public var maxBSMTP = 100
     /// MERGE_SLICE: rows of a mail-merge job handed to one worker at a time.
     public var mergeSlice = 500
+    /// DNS_SERVER: the resolver MX lines ask (`address:port`); nil: the system's.
+    public var dnsServer: String?
+    /// MX_SITE_CONNECTIONS: the most connections MX lines open to one site at once.
+    public var mxSiteConnections = 5
+    /// MX_SITE_MESSAGES: messages one connection carries to a site before it closes.
+    public var mxSiteMessages = 100
+    /// MX_PORT: the port of mail exchangers (25; another for tests and labs).
+    public var mxPort: UInt16 = 25
     /// SORT_RECIPIENTS.
     public var sortRecipients = RecipientSort.keep
     /// RETRY_SCHEDULE: delays after a temporary failure; the last repeats.

@@ -34,6 +34,7 @@ struct SiteConfigurationReader {
 
     private static let keys: Set<String> = timeoutKeys.union([
         "SPOOL_DIR", "SMTP_STRICTLY_ROUND_ROBIN", "SMTP_ROUND_ROBIN_WAIT", "MAXBSMTP", "MERGE_SLICE", "SORT_RECIPIENTS",
+        "DNS_SERVER", "MX_SITE_CONNECTIONS", "MX_SITE_MESSAGES", "MX_PORT",
         "RETRY_SCHEDULE", "QUEUE_LIFETIME", "SMTP_RATE_LIMIT", "SIZE_BINS", "HELO_NAME", "SPOOL_RESCAN_INTERVAL",
         "LOG_DIR", "METRICS_FILE", "CONTROL_SOCKET", "RUN_AS", "DEFAULT_LIST_POOL",
     ])
@@ -94,6 +95,12 @@ struct SiteConfigurationReader {
         case "SMTP_ROUND_ROBIN_WAIT": configuration.strictRoundRobinWait = try ConfigurationValues.duration(value, allowZero: true)
         case "MAXBSMTP": configuration.maxBSMTP = try ConfigurationValues.positiveWhole(value)
         case "MERGE_SLICE": configuration.mergeSlice = try ConfigurationValues.positiveWhole(value)
+        case "DNS_SERVER": configuration.dnsServer = try ConfigurationValues.serverAddress(value)
+        case "MX_SITE_CONNECTIONS": configuration.mxSiteConnections = try ConfigurationValues.positiveWhole(value)
+        case "MX_SITE_MESSAGES": configuration.mxSiteMessages = try ConfigurationValues.positiveWhole(value)
+        case "MX_PORT":
+            guard let port = UInt16(value), port > 0 else { throw ConfigurationFault("'\(value)' is not a port 1...65535") }
+            configuration.mxPort = port
         case "SORT_RECIPIENTS":
             guard ConfigurationText.isDigits(value), let number = Int(value), let sort = RecipientSort(rawValue: number) else {
                 throw ConfigurationFault("'\(value)' is not 0 (keep order), 1 (sort by domain) or 2 (sort by domain when split)")
@@ -149,6 +156,9 @@ struct SiteConfigurationReader {
             return ["no SMTP_FORWARD_n lines: no worker, the daemon will deliver nothing"]
         }
         var warnings: [String] = []
+        if configuration.dnsServer != nil && !configuration.workerLines.contains(where: \.isDirect) {
+            warnings.append("DNS_SERVER is set but no SMTP_FORWARD_n line is MX: nothing asks it")
+        }
         let unserved = { (pool: Pool) in configuration.workers(serving: pool).isEmpty }
         if unserved(.default) { warnings.append("no worker serves the default pool '-'") }
         var named: [(Pool, String)] = []

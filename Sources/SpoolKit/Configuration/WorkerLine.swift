@@ -76,6 +76,9 @@ public struct WorkerLine: Hashable, Sendable {
         self.eightBit = eightBit
     }
 
+    /// `MX` as the host: deliver straight to each recipient domain's mail exchangers.
+    public var isDirect: Bool { relay.host.uppercased() == "MX" }
+
     /// Open at this instant (local time of `calendar`)? Always true with no windows.
     public func isOpen(at date: Date, calendar: Calendar) -> Bool {
         guard !windows.isEmpty else { return true }
@@ -141,6 +144,12 @@ enum WorkerLineSyntax {
         }
         try options.check()
 
+        if relay.host.uppercased() == "MX" {
+            if relay.port != nil { throw ConfigurationFault("MX takes no port (MX_PORT sets the port of mail exchangers)") }
+            if failover != nil { throw ConfigurationFault("an MX line delivers to each domain's own exchangers: it has no failover") }
+            if options.authUser != nil { throw ConfigurationFault("an MX line cannot authenticate (AUTH is for a relay)") }
+            if options.tls == .smtps { throw ConfigurationFault("TLS=smtps does not apply to mail exchangers (port 25): use may or require") }
+        }
         let defaultPort = options.tls == .smtps ? RelayHost.smtpsPort : RelayHost.smtpPort
         return WorkerLine(
             number: number, line: line, count: count,

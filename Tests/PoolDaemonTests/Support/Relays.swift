@@ -186,12 +186,13 @@ final class RecordingRelay {
     let out: String
     let child: ChildProcess
 
-    init(in directory: String, script: String = "recorder.py", arguments: [String] = [], label: String = "relay") throws {
+    init(in directory: String, script: String = "recorder.py", arguments: [String] = [], label: String = "relay",
+         host: String = "127.0.0.1", port requested: UInt16 = 0) throws {
         out = directory + "/\(label)-records"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let ready = directory + "/\(label).port"
         child = try ChildProcess(label, executable: try TestTools.python,
-                                 arguments: [try TestTools.scripts + "/relays/" + script, "--host", "127.0.0.1", "--port", "0",
+                                 arguments: [try TestTools.scripts + "/relays/" + script, "--host", host, "--port", String(requested),
                                              "--out", out, "--ready-file", ready, "--lifetime", "600"] + arguments,
                                  logTo: directory + "/\(label).log")
         let deadline = Date().addingTimeInterval(20)
