@@ -184,6 +184,34 @@ final class DistributeShareTests: XCTestCase {
         XCTAssertEqual(ShareFault.temporary("x").exitStatus, 75)
     }
 
+    func testAShareMessageSpooledAsAJobOnThePrimaryIsAShareAndCarriesTheMessageUnchanged() throws {
+        let (name, job, path) = try mergeJob(rows: 6)
+        let content = try XCTUnwrap(try shares(of: job, name: name, path: path, forward: "0*SELF dist1.test").first)
+        let (spooled, metadata) = try ShareMessage.spool(content, key: try key(), time: now, in: primary)
+        XCTAssertEqual(spooled.pool, Pool("A"), "sent through the origin job's pool")
+        let bytes = try FileSystem.readAll(primary.path(of: spooled, in: .queued))
+        let messageJob = try BSMTPReader.parse(bytes)
+        XCTAssertTrue(messageJob.isShare, "never distributed again")
+        XCTAssertEqual(messageJob.hello, "poold-share \(content.id)")
+        let t = try XCTUnwrap(messageJob.transactions.first)
+        XCTAssertEqual(messageJob.transactions.count, 1)
+        XCTAssertEqual(t.sender, "postmaster@mx.primary.example")
+        XCTAssertEqual(t.recipients.map(\.address), ["poold@dist1.test"])
+        XCTAssertEqual(t.stuffedLines, 0)
+        let message = Array(bytes[Int(t.messageStart)..<Int(t.messageEnd)])
+        XCTAssertEqual(message, try ShareMessage.build(content, key: try key(), time: now).bytes)
+        var folded = String(decoding: message, as: UTF8.self)
+        folded = folded.replacingOccurrences(of: "X-Poold-Signature: hmac-sha256 ", with: "X-Poold-Signature: hmac-sha256\r\n\t")
+        guard case .success(.spooled(_, let received, _)) = try receive(Array(folded.utf8)) else { return XCTFail("a folded signature") }
+        XCTAssertEqual(received, metadata)
+        XCTAssertThrowsError(try ShareMessage.build(try ShareContent(PlannedShare(index: 1, count: 1, peer: .local, kind: .merge, items: 0..<6),
+                                                                     of: job, path: path, origin: content.origin), key: try key(), time: now))
+        XCTAssertThrowsError(try ShareContent(PlannedShare(index: 1, count: 1, peer: .local, kind: .merge, items: 0..<7),
+                                              of: job, path: path, origin: content.origin), "rows outside the job")
+        XCTAssertThrowsError(try ShareContent(PlannedShare(index: 1, count: 1, peer: .local, kind: .bsmtp, items: 0..<6),
+                                              of: job, path: path, origin: content.origin), "a plain share of a merge job")
+    }
+
     func testFreshnessAllowsClockSkewAndRefusesOldOrFutureShares() throws {
         let (name, job, path) = try mergeJob(rows: 4)
         let content = try XCTUnwrap(try shares(of: job, name: name, path: path, forward: "0*SELF dist1.test").first)

@@ -10,11 +10,12 @@
 @preconcurrency import Glibc
 #endif
 
-/// How old a share may be, and how far ahead of this clock its time may lie.
+/// How old a share may be, and how far ahead of this clock its time may lie. The age
+/// must cover the primary's QUEUE_LIFETIME (default 5d) and the MTAs' queues on the way.
 public struct ShareFreshness: Sendable, Equatable {
-    /// SHARE_MAX_AGE: a share signed longer ago than this is refused (77).
+    /// A share signed longer ago than this is refused (77).
     public var maximumAge: Int64 = 7 * 86_400
-    /// SHARE_CLOCK_SKEW: a share may be signed this far in the future of this clock.
+    /// A share may be signed this far in the future of this clock (clocks drift).
     public var clockSkew: Int64 = 15 * 60
 
     public init() {}

@@ -46,7 +46,7 @@ public struct ShareReceiver {
         guard let signatureText = fields[ShareMetadata.Field.signature.lowercased()] else {
             throw .refused("share \(metadata.id): no \(ShareMetadata.Field.signature) header")
         }
-        let signatureParts = signatureText.split(separator: " ")
+        let signatureParts = signatureText.split(whereSeparator: { $0 == " " || $0 == "\t" })  // a relay may fold it
         guard signatureParts.count == 2, signatureParts[0].lowercased() == "hmac-sha256",
               let expected = Hex.decode(signatureParts[1]), expected.count == ShareSignature.length else {
             throw .refused("share \(metadata.id): \(ShareMetadata.Field.signature) is not 'hmac-sha256 <64 hex digits>'")
