@@ -29,6 +29,14 @@ public struct ShareContent: Sendable {
         guard !share.items.isEmpty, share.items.lowerBound >= 0, share.items.upperBound <= total else {
             throw .content("share \(share.index)/\(share.count) holds \(share.kind.itemName) \(share.items), outside \(origin.name)'s 0..<\(total)")
         }
+        // What the peer will insist on (ShareMetadata.parse), checked before anything is sent.
+        guard (try? RelayHostSyntax.checkHeloName(origin.heloName[...])) != nil else {
+            throw .content("the HELO name '\(origin.heloName)' cannot be carried by a share (set HELO_NAME to a host name)")
+        }
+        guard ShareOrigin.isShareableStem(ShareOrigin.stem(of: origin.name)),
+              origin.shareID(share).utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+            throw .content("\(origin.name) cannot be carried by a share: its id '\(origin.shareID(share))' is not printable ASCII without spaces")
+        }
         self.share = share
         self.origin = origin
         self.job = job
