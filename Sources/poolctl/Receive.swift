@@ -53,8 +53,12 @@ enum Receive {
         }
     }
 
-    /// Logs a refusal and exits with its status.
+    /// Logs a refusal and exits with its status, after reading the rest of the message:
+    /// an MTA whose pipe is closed early sees a write error, which it may report (and act
+    /// on) instead of the status.
     static func finish(_ fault: ShareFault) -> Never {
+        var sink = [UInt8](repeating: 0, count: 65536)
+        while let n = try? sink.withUnsafeMutableBytes({ try FileDescriptor(rawValue: 0).read(into: $0) }), n > 0 {}
         let what: String
         switch fault {
         case .malformed: what = "malformed, bounced"

@@ -172,6 +172,9 @@ final class DistributeReceiveCommandTests: XCTestCase {
         let check = try poolctl(peer.configPath, ["check"])
         XCTAssertEqual(check.status, 1, "poolctl check refuses it too")
         XCTAssertTrue(check.err.contains("chmod 600 it"), check.err)
+        let large = share.message + Array(String(repeating: "QUFBQUFB\n", count: 300_000).utf8)
+        XCTAssertEqual(try poolctl(peer.configPath, ["receive"], stdin: large).status, 75,
+                       "a refusal before the body still reads the whole message (the MTA's pipe never breaks)")
         try FileManager.default.removeItem(atPath: keyPath)
         XCTAssertEqual(try poolctl(peer.configPath, ["receive"], stdin: share.message).status, 75, "a missing key file")
         XCTAssertEqual(peerJobs(), [])

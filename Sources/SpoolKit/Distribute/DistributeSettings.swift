@@ -35,7 +35,7 @@ public struct WeightedPeer: Hashable, Sendable {
     }
 }
 
-public struct DistributeSettings: Hashable, Sendable {
+public struct DistributeSettings: Hashable, Sendable, CustomStringConvertible {
     /// DIST_FORWARD, in stable order (empty: this instance distributes nothing).
     public var peers: [WeightedPeer] = []
     /// DIST_FORWARD_THRESHOLD: the fewest rows (merge job) or recipients (plain job) a job
