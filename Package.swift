@@ -2,7 +2,8 @@
 // poold: an outbound delivery daemon for mailing-list servers. No package dependencies
 // (the user's requirement): the toolchain's own modules only, plus the system's OpenSSL
 // (libssl-dev) behind the trait `TLS`, on by default. `swift build --disable-default-traits`
-// builds without it: sessions that ask for TLS then fail with "built without TLS".
+// builds without it: sessions that ask for TLS then fail with "built without TLS", and
+// Distribute shares cannot be signed or checked (HMAC-SHA256 comes from libcrypto).
 import PackageDescription
 
 let package = Package(
@@ -18,7 +19,9 @@ let package = Package(
         .default(enabledTraits: ["TLS"]),
     ],
     targets: [
-        .target(name: "SpoolKit"),
+        // SpoolKit signs and checks Distribute shares with libcrypto's HMAC-SHA256.
+        .target(name: "SpoolKit",
+                dependencies: [.target(name: "COpenSSL", condition: .when(traits: ["TLS"]))]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // glibc's stub resolver (libresolv) for MX resolution: part of libc6-dev, always there.
         .systemLibrary(name: "CResolv"),

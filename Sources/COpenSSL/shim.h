@@ -1,6 +1,7 @@
 /*
- * The system's OpenSSL (libssl-dev, 3.0 or later) as SMTPClient sees it, through the
- * `TLS` package trait. Swift cannot call C's function-like macros, so the few that
+ * The system's OpenSSL (libssl-dev, 3.0 or later) as SMTPClient and SpoolKit see it,
+ * through the `TLS` package trait (SpoolKit signs and checks Distribute shares with
+ * libcrypto's HMAC-SHA256). Swift cannot call C's function-like macros, so the few that
  * SMTPClient needs get a `static inline` wrapper here, named poold_<macro>.
  *
  * It also holds the one piece of I/O that must be C: a socket BIO that writes with
@@ -18,7 +19,10 @@
 #include <sys/types.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -99,6 +103,26 @@ static inline BIO *poold_socket_bio_new(BIO_METHOD *method, int fd) {
     BIO_set_data(bio, (void *)(intptr_t)fd);
     BIO_set_init(bio, 1);
     return bio;
+}
+
+/* An HMAC-SHA256 context keyed with `key` (EVP_MAC "HMAC", digest "SHA256"), ready for
+ * EVP_MAC_update/EVP_MAC_final; NULL on failure. Free it with EVP_MAC_CTX_free. Here
+ * because OSSL_PARAM arrays are awkward to build from Swift. */
+static inline EVP_MAC_CTX *poold_hmac_sha256_new(const unsigned char *key, size_t length) {
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) return NULL;
+    EVP_MAC_CTX *context = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);
+    if (context == NULL) return NULL;
+    char digest[] = "SHA256";
+    OSSL_PARAM parameters[2];
+    parameters[0] = OSSL_PARAM_construct_utf8_string("digest", digest, 0);
+    parameters[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_init(context, key, length, parameters) != 1) {
+        EVP_MAC_CTX_free(context);
+        return NULL;
+    }
+    return context;
 }
 
 #endif

@@ -52,9 +52,38 @@ enum Check {
             }
         }
 
+        distribute(config, path: path)
         for warning in config.warnings { print("warning: \(warning)") }
         for pool in config.unservedPools(in: Spool(root: config.spoolDirectory)) {
             print("warning: pool \(pool) holds jobs but no worker serves it")
         }
+    }
+
+    /// The Distribute setup: who gets which part of a large job, and whether the key is
+    /// usable. A fault poold would refuse to start with ends the check with status 1.
+    static func distribute(_ config: SiteConfiguration, path: String) {
+        let settings = config.distribute
+        guard settings.isForwarding || settings.secretFile != nil else { return }
+        print("")
+        let key: ShareKey?
+        do {
+            key = try config.checkDistribute()
+        } catch {
+            fail("\(path): \(error)")
+        }
+        if settings.isForwarding {
+            let total = settings.peers.reduce(0) { $0 + $1.weight }
+            print("distribute (DIST_FORWARD, line \(settings.line ?? 0)): jobs of \(settings.threshold) rows or recipients or more"
+                  + (settings.minimumSizeKB > 0 ? ", \(settings.minimumSizeKB) kB or larger," : "") + " are shared:")
+            var rows = [["PEER", "WEIGHT", "SHARE"]]
+            for peer in settings.peers {
+                rows.append([peer.peer == .local ? "SELF (spooled here)" : peer.peer.description, String(peer.weight),
+                             String(format: "%.1f%%", 100 * Double(peer.weight) / Double(total))])
+            }
+            for line in Status.table(rows, rightAligned: [1, 2]) { print("  " + line) }
+        } else {
+            print("distribute: receives shares (poolctl receive); DIST_FORWARD is not set, so nothing is distributed from here")
+        }
+        if let key, let file = settings.secretFile { print("DIST_SECRET \(file): OK (a \(key.length)-byte key, mode 0600 or stricter)") }
     }
 }

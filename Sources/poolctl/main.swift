@@ -34,7 +34,12 @@ commands:
   preview JOB [--row N]      a merge job's row N (default 1) rendered: the message as
                              the relay receives it on standard output, the envelope on
                              standard error; JOB is a name (queued, deferred, held) or a path
-  check                      validate the configuration, print workers and pools
+  check                      validate the configuration, print workers and pools (and
+                             the Distribute setup: peers, weights, the DIST_SECRET key)
+  receive < share            spool one Distribute share as the peer's MTA pipes it in
+                             (signature, freshness and replays checked); exit 0 spooled or
+                             spooled before, 65 malformed, 77 refused (bad or missing
+                             signature, too old), 75 temporary trouble (the MTA retries)
   show JOB                   a job's place, envelope and each recipient's state
   requeue JOB                put a fixed job from bad/ back into the spool
   pause N | resume N         stop / restart worker N (after the transaction in hand)
@@ -87,6 +92,7 @@ switch command {
 case "status": Status.run(loadConfiguration(configPath), arguments)
 case "submit": Submit.run(loadConfiguration(configPath), arguments)
 case "check": Check.run(configPath)
+case "receive": Receive.run(configPath, arguments)
 case "flush", "reload", "stop":
     Control.send(loadConfiguration(configPath), [command])
 case "pause", "resume", "hold", "release":

@@ -49,6 +49,9 @@ public struct Transaction: Sendable {
 public struct BSMTPJob: Sendable {
     public var transactions: [Transaction]
     public var fileSize: Int64
+    /// The argument of a leading HELO/EHLO line (nil without one). A Distribute share
+    /// received by `poolctl receive` says `HELO poold-share <share id>` (`isShare`).
+    public var hello: String? = nil
     public var recipientCount: Int { transactions.reduce(0) { $0 + $1.recipients.count } }
 }
 

@@ -74,6 +74,7 @@ public enum BSMTPReader {
         var state = State.start
         var transactions: [Transaction] = []
         var current: Transaction?
+        var hello: String?
         /// Line number of the line being read (1-based).
         var line = 1
         var lineStart: Int64 = 0
@@ -148,6 +149,7 @@ public enum BSMTPReader {
             case (.afterQuit, _):
                 throw BSMTPError(line: line, "text after QUIT")
             case (.start, .hello):
+                hello = String(decoding: text.drop { $0 != UInt8(ascii: " ") }.drop { $0 == UInt8(ascii: " ") || $0 == 9 }, as: UTF8.self)
                 state = .betweenTransactions
             case (_, .hello):
                 throw BSMTPError(line: line, "HELO/EHLO is accepted only as the first line")
@@ -195,7 +197,7 @@ public enum BSMTPReader {
             if transactions.isEmpty {
                 throw BSMTPError(line: max(line - 1, 1), fileSize == 0 ? "empty file" : "no transaction (no MAIL FROM ... DATA)")
             }
-            return BSMTPJob(transactions: transactions, fileSize: fileSize)
+            return BSMTPJob(transactions: transactions, fileSize: fileSize, hello: hello)
         }
     }
 }

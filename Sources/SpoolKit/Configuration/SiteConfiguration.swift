@@ -57,6 +57,8 @@ public struct SiteConfiguration: Sendable, Equatable {
     public var defaultListPool: Pool?
     /// LIST_POOL_<LISTNAME>="x,y", keyed by the upper-cased list name.
     public var listPools: [String: ListPools] = [:]
+    /// DIST_FORWARD, DIST_FORWARD_THRESHOLD, DIST_FORWARD_MINSIZE, DIST_SECRET.
+    public var distribute = DistributeSettings()
     /// Problems that do not stop poold, e.g. "no worker serves the default pool '-'".
     public var warnings: [String] = []
 

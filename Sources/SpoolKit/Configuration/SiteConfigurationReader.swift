@@ -37,6 +37,7 @@ struct SiteConfigurationReader {
         "DNS_SERVER", "MX_SITE_CONNECTIONS", "MX_SITE_MESSAGES", "MX_PORT",
         "RETRY_SCHEDULE", "QUEUE_LIFETIME", "SMTP_RATE_LIMIT", "SIZE_BINS", "HELO_NAME", "SPOOL_RESCAN_INTERVAL",
         "LOG_DIR", "METRICS_FILE", "CONTROL_SOCKET", "RUN_AS", "DEFAULT_LIST_POOL",
+        "DIST_FORWARD", "DIST_FORWARD_THRESHOLD", "DIST_FORWARD_MINSIZE", "DIST_SECRET",
     ])
     private static let workerPrefix = "SMTP_FORWARD_"
     private static let listPoolPrefix = "LIST_POOL_"
@@ -121,6 +122,12 @@ struct SiteConfigurationReader {
             guard !value.contains(where: ConfigurationText.isBlank) else { throw ConfigurationFault("'\(value)' is not a user name") }
             configuration.runAs = entry.value
         case "DEFAULT_LIST_POOL": configuration.defaultListPool = try ConfigurationValues.pool(value)
+        case "DIST_FORWARD":
+            configuration.distribute.peers = try DistributeSyntax.peers(value)
+            configuration.distribute.line = entry.line
+        case "DIST_FORWARD_THRESHOLD": configuration.distribute.threshold = try ConfigurationValues.positiveWhole(value)
+        case "DIST_FORWARD_MINSIZE": configuration.distribute.minimumSizeKB = try DistributeSyntax.kilobytes(value)
+        case "DIST_SECRET": configuration.distribute.secretFile = try ConfigurationValues.text(value)
         default: throw ConfigurationFault("unknown key")  // not reached: read(_:) checks the key table
         }
     }
@@ -144,6 +151,10 @@ struct SiteConfigurationReader {
             throw ConfigurationError(file: file, line: nil, message: "SPOOL_DIR is required")
         }
         var result = configuration
+        if let line = result.distribute.line, result.distribute.secretFile == nil {
+            throw ConfigurationError(file: file, line: line,
+                                     message: "DIST_FORWARD: needs DIST_SECRET= (the file holding the key shared with the peers)")
+        }
         result.spoolDirectory = spoolDirectory
         result.workerLines = workerLines.sorted { $0.number < $1.number }
         result.workers = SiteConfiguration.expand(result.workerLines)
@@ -169,6 +180,11 @@ struct SiteConfigurationReader {
         }
         for (pool, key) in named where pool != .default && unserved(pool) {
             warnings.append("no worker serves pool '\(pool)' (named by \(key))")
+        }
+        if !configuration.distribute.isForwarding {
+            for key in ["DIST_FORWARD_THRESHOLD", "DIST_FORWARD_MINSIZE"] where seen[key] != nil {
+                warnings.append("\(key) (line \(seen[key] ?? 0)) is ignored without DIST_FORWARD")
+            }
         }
         return warnings
     }
