@@ -104,7 +104,9 @@ final class MergeRowReaderTests: XCTestCase {
         let path = try writeJob("A2.MAIL", rows: 200_000)
         let size = try FileSystem.status(path).size
         XCTAssertGreaterThan(size, 7_000_000)
-        guard let before = residentKiB("VmRSS"), resetPeak() else { throw XCTSkip("/proc/self/clear_refs is not writable here") }
+        guard let before = residentKiB("VmRSS"), resetPeak() else {
+            return XCTFail("/proc/self/clear_refs is not writable here: the peak resident set cannot be measured")
+        }
         let job = try MergeReader.read(path: path)
         let peak = try XCTUnwrap(residentKiB("VmHWM"))
         XCTAssertEqual(job.rowCount, 200_000)
