@@ -103,6 +103,7 @@ wait_sink_mesg() {
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+thousands() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; } # 1234567 -> 1,234,567
 kv() { sed -n "s/.*\<$1=\([^ ]*\).*/\1/p" <<<"$2"; } # kv KEY "a=1 KEY=2": 2
 timev() { grep -F "$2" "$1" | head -n1 | awk -F': ' '{ print $2 }'; }
 
@@ -183,7 +184,9 @@ run_poold() {
     [ "${failed:-x}" = 0 ] || problems+=("${failed:-?} failed")
     [ "$left" = 0 ] || problems+=("$left job file(s) left in the spool")
     [ "$sinkn" = "$want_tx" ] || problems+=("sink got $sinkn of $want_tx messages")
-    if [ "${#problems[@]}" = 0 ]; then
+    if [ "${#problems[@]}" = 0 ] && [ -z "${SINK_OUT:-}" ]; then
+        CHECK="OK: poold $delivered delivered" # the caller checks what the relay got
+    elif [ "${#problems[@]}" = 0 ]; then
         CHECK="OK: sink $sinkn/$want_tx msgs, poold $delivered delivered"
     else
         CHECK="FAILED: $(IFS=';'; echo "${problems[*]}" | sed 's/;/; /g')"

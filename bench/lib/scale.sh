@@ -80,14 +80,14 @@ bench_callgrind() {
         ir="$(awk '/^(summary|totals):/ { print $2; exit }' "$dir/callgrind.out" 2>/dev/null || true)"
         log "callgrind, $n job(s): ${ir:-?} Ir in ${WALL}s, $CHECK"
         row callgrind "poold --drain under valgrind --tool=callgrind, 1 worker, $n job$( [ "$n" = 1 ] && echo " (start-up and exit)" || echo "s") × 1 rcpt, 2 KB" \
-            "${WALL} s" "$(figure "$(printf "%'d" "${ir:-0}") Ir")" "$CHECK"
+            "${WALL} s" "$(figure "$(thousands "${ir:-0}") Ir")" "$CHECK"
         if [ "$n" = 1 ]; then ir1="$ir" c1="$CHECK"; else irn="$ir" cn="$CHECK"; fi
     done
     if [ -n "$ir1" ] && [ -n "$irn" ] && ! failed "$c1$cn"; then
         local per
         per="$(calc %.0f "($irn - $ir1) / ($jobs - 1)")"
         row callgrind "instructions per delivered message = (Ir($jobs) − Ir(1)) / $(( jobs - 1 )) (goal ≤ 60,000)" "—" \
-            "$(printf "%'d" "$per") Ir/msg" "goal $( [ "$per" -le 60000 ] && echo met || echo MISSED )"
+            "$(thousands "$per") Ir/msg" "goal $( [ "$per" -le 60000 ] && echo met || echo MISSED )"
     fi
     # The 25 most expensive functions, inclusive, demangled when the toolchain can.
     local report="$OUT/callgrind/top25-inclusive.txt" demangle=(cat)
