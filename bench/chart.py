@@ -201,7 +201,7 @@ def main():
         right.plot(rtts, rtt_per_msg[name], marker="o", label=names[name])
     left.set_title(f"Loopback: messages/s against workers ({a.jobs:,} msgs)")
     left.set_xlabel("workers / connections"); left.set_ylabel("messages per second"); left.set_xscale("log", base=2)
-    left.set_xticks(workers); left.set_xticklabels([str(w) for w in workers]); left.grid(alpha=0.3); left.legend(fontsize=8)
+    left.set_xticks(workers); left.set_xticklabels([str(w) for w in workers]); left.grid(alpha=0.3); left.legend(fontsize=8, loc="upper left")
     right.set_title(f"1 connection: round trips per message ({m} msgs)")
     right.set_xlabel("round-trip time (ms)"); right.set_ylabel("RTT per message (wall / RTT / messages)")
     right.set_xticks(rtts); right.set_ylim(bottom=0); right.axhline(1.0, color="grey", lw=0.8, ls="--")

@@ -191,7 +191,8 @@ run_poold() {
     else
         CHECK="FAILED: $(IFS=';'; echo "${problems[*]}" | sed 's/;/; /g')"
     fi
-    raw "poold" "$dir" "wall=$WALL" "rss_kb=$RSS_KB" "cpu_s=$CPU_S" "cache=$CACHE" "$CHECK"
+    CSW="$(timev "$dir/poold.time" 'Voluntary context switches')/$(timev "$dir/poold.time" 'Involuntary context switches')"
+    raw "poold" "$dir" "wall=$WALL" "rss_kb=$RSS_KB" "cpu_s=$CPU_S" "csw_vol/invol=$CSW" "cache=$CACHE" "$CHECK"
 }
 
 # run_client DIR EXPECT_TX CMD...: a client (smtp-source, python) against the sink;
@@ -253,7 +254,7 @@ poold_once() {
     stop_pid "$SINK_PID"
     rm -rf "${base:?}/$name"
     accumulate "$name"
-    log "$name run $k: ${WALL}s, poold CPU ${CPU_S}s, $CACHE, $CHECK"
+    log "$name run $k: ${WALL}s, poold CPU ${CPU_S}s, context switches (vol/invol) $CSW, $CACHE, $CHECK"
 }
 
 # client_once NAME K EXPECT_TX CMD... (the sink's port replaces @PORT@).

@@ -65,7 +65,9 @@ bench_throughput() {
 bench_workers() {
     CURRENT=workers
     local n="${BENCH_SWEEP_JOBS:-20000}" size=2048 w k rates="" best=0 best_w=0 r verdict fell=""
-    local counts="${BENCH_WORKERS:-1 2 4 8 16}" reps="${BENCH_SWEEP_REPEAT:-1}"
+    local counts="${BENCH_WORKERS:-1 2 4 8 16}" reps="${BENCH_SWEEP_REPEAT:-1}" fs="ext4 $(cache_label)"
+    # BENCH_SWEEP_TMPFS=1 (diagnosis): the spools on tmpfs, to tell file-system work apart.
+    if [ "${BENCH_SWEEP_TMPFS:-0}" = 1 ]; then mkdir -p "$SHM"; export SPOOL_BASE="$SHM"; fs="tmpfs"; fi
     for w in $counts; do
         for k in $(seq 1 "$reps"); do
             poold_once "poold-w$w" "$k" "$w" 100 "$n" 1 "$size"
@@ -73,7 +75,7 @@ bench_workers() {
         done
         summarize "poold-w$w"
         r="$(failed "$CHECK" && echo 0 || calc %.0f "$n / $WALL")"
-        row workers "poold, $w worker$( [ "$w" = 1 ] || echo s), $n jobs × 1 rcpt, 2 KB, ext4 $(cache_label) (median of $N_RUNS: $RUNS s)" "${WALL} s" \
+        row workers "poold, $w worker$( [ "$w" = 1 ] || echo s), $n jobs × 1 rcpt, 2 KB, $fs (median of $N_RUNS: $RUNS s)" "${WALL} s" \
             "$(figure "$r msg/s")" "$CHECK; poold CPU ${CPU_S} s"
         rates+="${rates:+, }$w: $r"
         if [ "$r" -gt "$best" ]; then best="$r"; best_w="$w"
@@ -85,6 +87,7 @@ bench_workers() {
     if [ -z "$fell" ]; then verdict="no fall of more than 10 % below the best rate so far (goal met on this run)"
     else verdict="MORE THAN 10 % BELOW the best rate ($best msg/s at $best_w) at $fell workers (goal missed on this run)"; fi
     row workers "poold: msg/s against workers (goal: the rate does not fall up to 16)" "—" "$rates" "$verdict"
+    unset SPOOL_BASE
 }
 
 # Postfix as the baseline a user would run instead: a private instance, the same messages
