@@ -1,6 +1,6 @@
 # bench/lib/throughput.sh: bench_throughput, bench_workers, bench_postfix (sourced by bench/run).
 
-T_POOLD_1RCPT="" # poold's 20,000-job median, for the Postfix ratio
+POOLD_RATE_1RCPT="" # poold's msg/s (20,000-job median), for the Postfix ratio
 
 # How the spool was prepared, for the rows' labels.
 cache_label() { if [ "$DROP_CACHES" = 1 ]; then echo "$CACHE"; else echo "synced"; fi; }
@@ -24,7 +24,7 @@ bench_throughput() {
         how="one after the other"
     fi
     summarize poold-1rcpt
-    t_poold="$WALL"; c1="$CHECK"; T_POOLD_1RCPT="$(failed "$c1" || echo "$WALL")"
+    t_poold="$WALL"; c1="$CHECK"; POOLD_RATE_1RCPT="$(failed "$c1" || calc %.1f "$n / $WALL")"
     row throughput "poold, 4 workers, $n jobs × 1 rcpt, 2 KB, spool on ext4 $(cache_label) (median of $N_RUNS, $how: $RUNS s)" "${WALL} s" \
         "$(figure "$(calc %.0f "$n / $WALL") msg/s")" "$CHECK; poold CPU ${CPU_S} s"
     summarize smtp-source-1rcpt
@@ -100,12 +100,12 @@ bench_postfix() {
         row postfix "Postfix (private instance)" "—" "SKIPPED" "needs root and the postfix package installed (scripts/install-test-deps installs it unless another MTA holds the slot)"
         return 0
     fi
-    if [ -z "$T_POOLD_1RCPT" ]; then
+    if [ -z "$POOLD_RATE_1RCPT" ]; then
         # No throughput run in this invocation: measure poold the same way here.
         repeat_poold poold-1rcpt 4 100 "$n" 1 2048
         row postfix "poold, 4 workers, $n jobs × 1 rcpt, 2 KB, ext4 $(cache_label) (median of $N_RUNS: $RUNS s)" "${WALL} s" \
             "$(figure "$(calc %.0f "$n / $WALL") msg/s")" "$CHECK; poold CPU ${CPU_S} s"
-        failed "$CHECK" || T_POOLD_1RCPT="$WALL"
+        failed "$CHECK" || POOLD_RATE_1RCPT="$(calc %.1f "$n / $WALL")"
     fi
     for conc in ${BENCH_POSTFIX_CONC:-4 20}; do
         for k in $(seq 1 "$reps"); do
@@ -140,9 +140,9 @@ bench_postfix() {
         t_pf="$WALL"
         row postfix "Postfix $(postconf -d -h mail_version 2>/dev/null), private instance, relayhost = the sink, default_destination_concurrency_limit=$conc, connection cache on; $n msgs queued on hold, queue synced$( [ "${caches:-}" = yes ] && echo ", page cache dropped"), timed from release to empty queue (median of $N_RUNS: $RUNS s)" \
             "${WALL} s" "$(figure "$(calc %.0f "$n / $WALL") msg/s")" "$CHECK; Postfix CPU ${CPU_S} s (all its processes)"
-        if [ -n "$T_POOLD_1RCPT" ] && ! failed "$CHECK"; then
-            row postfix "ratio: poold (4 workers) / Postfix (concurrency $conc)" "—" "$(calc %.2f "$t_pf / $T_POOLD_1RCPT")×" \
-                "Postfix takes $(calc %.1f "$t_pf / $T_POOLD_1RCPT")× as long as poold"
+        if [ -n "$POOLD_RATE_1RCPT" ] && ! failed "$CHECK"; then
+            row postfix "ratio: poold (4 workers) / Postfix (concurrency $conc), msg/s over msg/s" "—" "$(calc %.2f "$POOLD_RATE_1RCPT * $t_pf / $n")×" \
+                "Postfix takes $(calc %.1f "$POOLD_RATE_1RCPT * $t_pf / $n")× as long per message as poold"
         fi
     done
 }
