@@ -19,6 +19,8 @@ enum Limits {
     static let siteThrottlePause: Double = 10
     /// Jobs an MX worker takes from the queue (to fill the bins) before it serves a site.
     static let directIntake = 64
+    /// Shares of distributed jobs status remembers (the newest).
+    static let sharesShown = 200
     /// Stack of a worker thread.
     static let workerStack = 1 << 20
 }

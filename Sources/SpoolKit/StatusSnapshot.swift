@@ -151,6 +151,33 @@ public struct SiteStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// A share of a distributed job (DIST_FORWARD), as this instance sent it.
+public struct ShareStatus: Codable, Sendable, Equatable {
+    public var id: String
+    /// The job it was cut from.
+    public var origin: String
+    /// `i/n`.
+    public var share: String
+    /// The peer's address, or SELF.
+    public var peer: String
+    /// `rows 1-250` or `recipients 1-40`.
+    public var items: String
+    /// The job that carries it here: the share message, or SELF's share.
+    public var job: String
+    /// local, queued, accepted, or processed here (the relays refused it).
+    public var state: String
+
+    public init(id: String, origin: String, share: String, peer: String, items: String, job: String, state: String) {
+        self.id = id
+        self.origin = origin
+        self.share = share
+        self.peer = peer
+        self.items = items
+        self.job = job
+        self.state = state
+    }
+}
+
 public struct StatusSnapshot: Codable, Sendable {
     public var daemon: String            // "running" | "stopped"
     public var pid: Int32?
@@ -164,6 +191,8 @@ public struct StatusSnapshot: Codable, Sendable {
     public var merges: [MergeProgress]?
     /// The busiest sites of direct delivery (nil without MX lines).
     public var sites: [SiteStatus]?
+    /// Shares of distributed jobs sent in this run (nil without DIST_FORWARD).
+    public var shares: [ShareStatus]?
 
     public init(daemon: String, pools: [String: PoolCount] = [:], deferred: Int = 0, bad: Int = 0, workers: [WorkerStatus] = []) {
         self.daemon = daemon

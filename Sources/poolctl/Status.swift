@@ -58,6 +58,7 @@ enum Status {
                     snapshot.workers = live.workers
                     snapshot.merges = live.merges
                     snapshot.sites = live.sites
+                    snapshot.shares = live.shares
                     snapshot.started = live.started
                     snapshot.updated = live.updated
                 }
@@ -121,6 +122,12 @@ enum Status {
                              String(site.delivered), String(site.deferred), String(site.failed), String((site.lastReply ?? "-").prefix(60))])
             }
             out += table(rows, rightAligned: [1, 2, 5, 6, 7])
+        }
+        if let shares = s.shares, !shares.isEmpty {
+            out.append("")
+            var rows = [["DISTRIBUTED JOB", "SHARE", "PEER", "ITEMS", "JOB HERE", "STATE"]]
+            for share in shares { rows.append([share.origin, share.share, share.peer, share.items, share.job, share.state]) }
+            out += table(rows, rightAligned: [])
         }
         if let merges = s.merges, !merges.isEmpty {
             out.append("")

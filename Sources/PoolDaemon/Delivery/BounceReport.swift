@@ -31,6 +31,12 @@ struct Bounce: Sendable {
     var failures: [Failure]
     /// The relay that answered (its host name), nil for failures decided here.
     var relay: String?
+
+    /// Is the failed message a Distribute share message (X-Poold-Share-Version)?
+    var isShareMessage: Bool {
+        guard case .transaction(let path, let tx) = headers else { return false }
+        return Distribution.isShareMessage(path: path, transaction: tx)
+    }
 }
 
 struct BounceReport: Sendable {

@@ -54,6 +54,8 @@ struct SpoolExecutor {
     let clock: WallClock
     /// LOG_DIR's file for this worker (nil without LOG_DIR).
     let log: WorkerLog?
+    /// DIST_FORWARD: a share message refused for good is received here instead of bounced.
+    let distribution: Distribution?
 
     /// Applies `effects` to `attempt` in order; returns the jobs whose attempt ended.
     func apply(_ effects: [SpoolEffect], to attempt: inout Attempt) -> [Settlement] {
@@ -63,6 +65,9 @@ struct SpoolExecutor {
             switch (effect, attempt) {
             case (.journal(let records), _):
                 write(records, for: &attempt)
+            case (.bounce(let bounce), .plain(let a)) where a.content.isShare && distribution != nil && bounce.isShareMessage:
+                // A share the relays refused for good: its rows are delivered here.
+                processHere(bounce, of: a, attempt: &attempt)
             case (.bounce(let bounce), _):
                 do {
                     try bounces.spool(bounce, job: attempt.job.name)
@@ -77,6 +82,7 @@ struct SpoolExecutor {
                 log?.write(text)
             case (.finish, .plain(var a)):
                 settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
+                if let id = a.content.shareID, a.counters.delivered > 0 { distribution?.book.update(id, state: "accepted") }
                 attempt = .plain(a)
             case (.expire, .plain(var a)) where unreported.isEmpty:
                 settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
@@ -125,6 +131,23 @@ struct SpoolExecutor {
         case .unreadable(let reason):
             Log.error("job=\(job.name): \(reason); will try again")
             return .deferred(job.place, due: clock.seconds + settings.retrySchedule[0])
+        }
+    }
+
+    /// A share message refused for good: the share it carries is received here, and its
+    /// recipient (the peer's address) is crossed off without a DSN.
+    private func processHere(_ bounce: Bounce, of attempt: JobAttempt, attempt whole: inout Attempt) {
+        guard let distribution, case .transaction(let path, let tx) = bounce.headers else { return }
+        let reply = bounce.failures.first?.outcome.diagnostic ?? ""
+        do {
+            let message = try MessageReader(path: path, transaction: tx).unstuffed()
+            let name = try distribution.receiveHere(message, now: clock.seconds)
+            Log.warning("job=\(attempt.job.name): share refused for good by the relay (\(reply)); processed here as \(name)")
+            if let id = attempt.content.shareID { distribution.book.update(id, state: "processed here (refused: \(reply))") }
+            write(bounce.failures.map { .init(.failed, $0.key, reply: "processed here as \(name): \($0.outcome.diagnostic)") }, for: &whole)
+        } catch {
+            Log.error("job=\(attempt.job.name): share refused by the relay (\(reply)) and cannot be processed here: \(error); it stays deferred")
+            whole.bounceFailed(bounce)
         }
     }
 

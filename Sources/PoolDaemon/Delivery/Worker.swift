@@ -32,6 +32,15 @@ struct DeliveryContext: Sendable {
     let heloName: String
     /// The resolver and sites of MX lines (nil without any).
     let direct: DirectDelivery?
+    /// DIST_FORWARD (nil without it).
+    let distribution: Distribution?
+
+    /// Splits `job` by DIST_FORWARD if it should be: true when it was (it left the spool).
+    /// A job with a journal was partly delivered here: it stays whole.
+    func distributes(_ job: QueuedJob, _ content: SpoolJob, journalPath: String, now: Double) -> Bool {
+        guard let distribution, !journals.contains(journalPath) else { return false }
+        return distribution.split(job, content, now: now)
+    }
 }
 
 /// A message on its way to a relay that does not offer 8BITMIME (RFC 6152): converted to
@@ -126,7 +135,8 @@ final class Worker: @unchecked Sendable {
 
     var executor: SpoolExecutor {
         SpoolExecutor(spool: context.spool, journals: context.journals, bounces: context.bounces, merges: context.merges,
-                      settings: context.settings, heloName: context.heloName, clock: context.clock, log: log)
+                      settings: context.settings, heloName: context.heloName, clock: context.clock, log: log,
+                      distribution: context.distribution)
     }
 
     func settle(_ settlement: Settlement) { settle(settlement.job, settlement.disposition, settlement.counters) }
@@ -239,8 +249,16 @@ private struct Shift {
                                           settings: worker.context.settings, now: now)
             switch opening {
             case .ready(let plain):
+                if worker.context.distributes(job, .bsmtp(plain.content, bytes: plain.bytes), journalPath: plain.journalPath, now: now) {
+                    worker.settle(job, .finished, AttemptCounters())
+                    return .again
+                }
                 attempt = .plain(plain)
             case .merge(let merge, let journalPath):
+                if worker.context.distributes(job, .merge(merge), journalPath: journalPath, now: now) {
+                    worker.settle(job, .finished, AttemptCounters())
+                    return .again
+                }
                 beginPass(job, merge, journalPath: journalPath, now: now)
                 return .again
             default:

@@ -104,7 +104,7 @@ extension Daemon {
     private func reloadNow() -> String {
         if isStopping { return "ERR stopping; not reloading" }
         notifier.reloading()
-        defer { notifier.ready(status: board.snapshot(queue: queue, spool: spool, started: 0, merges: [], sites: []).systemdStatus) }
+        defer { notifier.ready(status: board.snapshot(queue: queue, spool: spool, started: 0, merges: [], sites: [], shares: []).systemdStatus) }
         let old = config
         let new: SiteConfiguration
         do {
@@ -113,6 +113,7 @@ extension Daemon {
                 throw ControlError("SPOOL_DIR cannot change on reload (restart poold)")
             }
             try checkRelaySecurity(new)
+            _ = try new.checkDistribute()
         } catch {
             Log.error("reload refused, keeping the configuration in force: \(error)")
             return "ERR reload refused, the old configuration stays: \(error)"

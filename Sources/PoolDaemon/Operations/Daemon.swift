@@ -34,6 +34,10 @@ final class Daemon: Sendable {
     let merges = MergeRuns()
     /// The resolver and sites of MX lines (nil when no line says MX).
     let direct: DirectDelivery?
+    /// The shares of distributed jobs sent in this run.
+    let shares = ShareBook()
+    /// DIST_SECRET's key, read at start (nil without DIST_SECRET).
+    private let shareKey = Locked<ShareKey?>(nil)
     private let watcher = Locked<SpoolWatcher?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let started: Double
@@ -63,6 +67,15 @@ final class Daemon: Sendable {
         limiterInForce = Locked(RateLimiter(config.rateLimits))
         started = self.clock.seconds
         direct = Daemon.directDelivery(config, clock: self.clock)
+    }
+
+    /// DIST_FORWARD's splitter, when this instance forwards (and the key was read at start).
+    private func distribution(_ config: SiteConfiguration, heloName: String) -> Distribution? {
+        guard config.distribute.isForwarding, let key = shareKey.withLock({ $0 }) else { return nil }
+        return Distribution(settings: config.distribute, key: key, heloName: heloName, spool: spool, book: shares) { [queue, spool] name in
+            let size = (try? FileSystem.status(spool.path(of: name, in: .queued)).size) ?? 0
+            queue.offer([JobOffer(name: name, place: .queued, size: size, due: nil)])
+        }
     }
 
     /// What MX lines share, when any line says MX: the resolver (DNS_SERVER, else the
@@ -95,8 +108,10 @@ final class Daemon: Sendable {
         let config = self.config
         do {
             try checkRelaySecurity(config)
+            let key = try config.checkDistribute()
+            shareKey.withLock { $0 = key }
         } catch {
-            throw StartError.refused("\(error)")
+            throw StartError.refused("\(config.distribute.line.map { "\(config.file):\($0): " } ?? "")\(error)")
         }
         do {
             try spool.prepare()
@@ -176,7 +191,8 @@ final class Daemon: Sendable {
                                         retrySchedule: config.retrySchedule, queueLifetime: config.queueLifetime)
         let context = DeliveryContext(spool: spool, settings: settings, journals: journals, limiter: limiter,
                                       bounces: bounces, clock: clock, merges: merges, mergeSlice: config.mergeSlice,
-                                      heloName: baseSettings.heloName, direct: direct)
+                                      heloName: baseSettings.heloName, direct: direct,
+                                      distribution: distribution(config, heloName: baseSettings.heloName))
         let description = Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id))
         let log = config.logDirectory.map { WorkerLog(directory: $0, worker: spec.id, header: "worker \(spec.id): \(description)") }
         var workerSettings: SessionSettings
@@ -324,7 +340,8 @@ final class Daemon: Sendable {
         watcher.withLock { $0?.stop() }
         queue.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
-        var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [])
+        var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [],
+                                      shares: shares.snapshot())
         last.daemon = "stopped"
         writeMetrics(last, config: config)
         let totals = board.all.reduce(into: (0, 0, 0)) { $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed }
@@ -368,7 +385,8 @@ final class Daemon: Sendable {
 
     @discardableResult
     private func writeStatus() -> StatusSnapshot {
-        let snapshot = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [])
+        let snapshot = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [],
+                                      shares: shares.snapshot())
         do {
             try AtomicFile.write(directory: spool.stateDirectory, name: "status.json", bytes: snapshot.encoded(), mode: 0o644, sync: false)
         } catch {

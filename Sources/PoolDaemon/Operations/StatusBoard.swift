@@ -45,7 +45,8 @@ final class StatusBoard: Sendable {
 
     var all: [WorkerStatus] { workers.withLock { $0.values.sorted { $0.id < $1.id } } }
 
-    func snapshot(queue: JobQueue, spool: Spool, started: Double, merges: [MergeProgress], sites: [SiteStatus]) -> StatusSnapshot {
+    func snapshot(queue: JobQueue, spool: Spool, started: Double, merges: [MergeProgress], sites: [SiteStatus],
+                  shares: [ShareStatus]) -> StatusSnapshot {
         var snapshot = StatusSnapshot(daemon: "running")
         snapshot.pid = getpid()
         snapshot.started = started
@@ -57,6 +58,7 @@ final class StatusBoard: Sendable {
         snapshot.workers = all
         snapshot.merges = merges.isEmpty ? nil : merges
         snapshot.sites = sites.isEmpty ? nil : sites
+        snapshot.shares = shares.isEmpty ? nil : shares
         return snapshot
     }
 }

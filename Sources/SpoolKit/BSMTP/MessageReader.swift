@@ -108,4 +108,22 @@ public struct MessageReader {
             if produced != wireSize { throw SystemError("read", path: path, errno: EIO) }
         }
     }
+
+    /// The whole message in memory with dot-stuffing undone (CRLF line ends).
+    public func unstuffed() throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(wireSize))
+        var atLineStart = true
+        try stream { chunk in
+            for byte in chunk {
+                if atLineStart && byte == UInt8(ascii: ".") {
+                    atLineStart = false
+                    continue
+                }
+                out.append(byte)
+                atLineStart = byte == 10
+            }
+        }
+        return out
+    }
 }

@@ -151,6 +151,13 @@ extension BSMTPJob {
     /// in the primary's spool): `HELO poold-share <share id>`.
     public static let shareMarker = "poold-share"
 
+    /// The share id of a share job (the word after the marker), nil for any other job.
+    public var shareID: String? {
+        guard isShare, let hello else { return nil }
+        let words = hello.split(separator: " ")
+        return words.count > 1 ? String(words[1]) : nil
+    }
+
     /// True for a job written by `poolctl receive` or by `ShareMessage.writeJob`: never split.
     public var isShare: Bool {
         guard let hello else { return false }

@@ -26,6 +26,9 @@ final class EximRelay: TestMTA {
         var authMechanisms: [String] = ["PLAIN", "LOGIN"]
         /// smtp_accept_max_per_connection (Exim's default is 1000).
         var maxMessagesPerConnection: Int?
+        /// Distribute peers: mail for poold@<domain> is piped into this command (run as
+        /// Debian-exim), as a peer's MTA pipes it into `poolctl receive`.
+        var pipes: [String: [String]] = [:]
     }
 
     let name = "Exim"
@@ -35,6 +38,7 @@ final class EximRelay: TestMTA {
     let mailbox: Mailbox
     let directory: String
     private let child: ChildProcess
+    private let users: UserOverlay
 
     init(in parent: String, _ options: Options = Options(), label: String = "exim") throws {
         let exim = try MTATools.exim
@@ -47,7 +51,7 @@ final class EximRelay: TestMTA {
             try fm.createDirectory(atPath: directory + sub, withIntermediateDirectories: true)
         }
         chmod(directory, 0o755)
-        let users = try UserOverlay(in: directory, users: ["Debian-exim"])
+        users = try UserOverlay(in: directory, users: ["Debian-exim"])
         for sub in ["/spool", "/log", "/mail"] { try users.chown(directory + sub, to: "Debian-exim", mode: 0o750) }
         mailbox = Mailbox(directory: directory + "/mail")
         let config = try copyForRelay(try TestTools.scripts + "/relays/exim.conf", into: directory, as: "exim.conf", mode: 0o644)
@@ -69,6 +73,16 @@ final class EximRelay: TestMTA {
             macros += options.authMechanisms.map { "POOLD_AUTH_\($0)=1" }
         }
         if let max = options.maxMessagesPerConnection { macros.append("POOLD_MAX_MESSAGES=\(max)") }
+        if !options.pipes.isEmpty {
+            var script = "#!/bin/sh\n# Mail for poold@<domain>: the Distribute peer's poolctl receive.\ncase \"$DOMAIN\" in\n"
+            for (domain, command) in options.pipes.sorted(by: { $0.key < $1.key }) {
+                script += "  \(domain)) exec \(command.map { "'\($0)'" }.joined(separator: " ")) ;;\n"
+            }
+            script += "esac\nexit 67\n"
+            try script.write(toFile: directory + "/peer_pipe.sh", atomically: true, encoding: .utf8)
+            chmod(directory + "/peer_pipe.sh", 0o755)
+            macros.append("POOLD_PIPE_DOMAINS=" + options.pipes.keys.sorted().joined(separator: ":"))
+        }
         let ports = ([port] + (smtpsPort.map { [$0] } ?? [])).map(String.init).joined(separator: ":")
         let command = [exim, "-C", config] + macros.map { "-D" + $0 } + ["-bdf", "-oX", ports, "-oP", directory + "/exim.pid"]
         child = try startInPrivateNamespace("exim", in: directory,
@@ -102,6 +116,9 @@ final class EximRelay: TestMTA {
     }
 
     func stop() { child.stop() }
+
+    /// Gives a directory (a peer's spool) to Debian-exim, so that its pipe may write there.
+    func handOver(_ path: String, mode: mode_t = 0o755) throws { try users.chown(path, to: "Debian-exim", mode: mode) }
 
     deinit { child.stop() }
 }

@@ -81,6 +81,11 @@ struct DirectShift {
         let now = worker.context.clock.seconds
         let opening = JobAttempt.open(job, spool: worker.context.spool, journals: worker.context.journals,
                                       settings: worker.context.settings, now: now)
+        if case .ready(let plain) = opening,
+           worker.context.distributes(job, .bsmtp(plain.content, bytes: plain.bytes), journalPath: plain.journalPath, now: now) {
+            worker.settle(job, .finished, AttemptCounters())
+            return
+        }
         guard case .ready(var attempt) = opening else {
             if case .merge = opening {
                 Log.warning("job=\(job.name): a mail-merge job goes through relay lines; an MX line does not send it (it waits for the retry schedule)")
