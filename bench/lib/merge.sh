@@ -21,6 +21,7 @@ merge_inputs() {
 merge_submit() {
     local spool="$1" rows="$2" pool="${3:-A}" cfg
     merge_inputs "$rows"
+    mkdir -p "$spool"
     cfg="$(dirname "$spool")/submit.cfg"
     printf 'SPOOL_DIR=%s\nSMTP_FORWARD_1=127.0.0.1:25\nHELO_NAME=bench.example\n' "$spool" >"$cfg"
     MERGE_JOB="$("$POOLCTL" --config "$cfg" submit --merge --pool "$pool" --from "$MERGE_SENDER" \
