@@ -17,15 +17,20 @@ import time
 
 
 def sample(port):
+    """{remote address: connections}: each socket once (/proc/net/tcp comes in several
+    reads, not atomically, so a socket may show twice: the set removes the repeat)."""
+    with open("/proc/net/tcp", "rb") as f:
+        text = f.read().decode()
+    seen = set()
+    for line in text.splitlines()[1:]:
+        v = line.split()
+        local, rem, state = v[1], v[2], v[3]
+        if state == "01" and int(rem.split(":")[1], 16) == port:
+            seen.add((local, rem))
     per = {}
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            v = line.split()
-            rem, state = v[2], v[3]
-            addr, rport = rem.split(":")
-            if state == "01" and int(rport, 16) == port:
-                per[addr] = per.get(addr, 0) + 1
+    for _, rem in seen:
+        addr = rem.split(":")[0]
+        per[addr] = per.get(addr, 0) + 1
     return per
 
 

@@ -90,7 +90,7 @@ bench_mx() {
     local sites="${BENCH_MX_SITES:-20}" domains="${BENCH_MX_DOMAINS:-200}" rcpts="${BENCH_MX_RECIPIENTS:-20000}"
     local per_job="${BENCH_MX_PER_JOB:-4}" conns=16 rtt="${BENCH_MX_RTT_MS:-10}"
     local gen="$WORK/mx-gen" port dns_pid dns_port expect tx jobs dir spool t_poold c1 out inst
-    local wall cpu sent sink left stopped caches conc
+    local wall cpu sent sink left stopped caches conc dnsq
 
     port="$(mx_port "$sites")"
     rm -rf "$gen"; mkdir -p "$gen"
@@ -124,6 +124,7 @@ EOF
     mx_counts "$tx"
     mx_sites_stop; rm -rf "$WORK/mx-spool"
     conc="$(mx_concurrency)"
+    dnsq="$(wc -l <"$OUT/mx/dns-queries.jsonl" 2>/dev/null || echo '?')"
     if [ "$MX_MESG" != "$tx" ]; then
         CHECK="FAILED: the sites got $MX_MESG of $tx transactions; ${CHECK#OK: }"
     elif ! failed "$CHECK"; then
@@ -133,7 +134,7 @@ EOF
     raw "mx-poold" "$dir" "wall=$WALL" "sess=$MX_SESS" "sess_per_site=$MX_SESS_MIN-$MX_SESS_MAX" "$(cat "$MX_CONC_OUT" 2>/dev/null)" "$CHECK"
     log "mx poold: ${WALL}s, $MX_SESS connections, $CHECK"
     row mx "poold, SMTP_FORWARD_1=$conns*MX (MX_SITE_CONNECTIONS=5, MX_SITE_MESSAGES=100), $jobs jobs × $per_job rcpts = $(thousands "$rcpts") rcpts on $domains domains, $sites sites at ${rtt} ms RTT, DNS_SERVER (dns_server.py), --drain" \
-        "${WALL} s" "$(figure "$(calc %.0f "$rcpts / $WALL") rcpts/s, $(calc %.0f "$tx / $WALL") transactions/s; $MX_SESS connections opened ($MX_SESS_MIN–$MX_SESS_MAX per site), $conc")" \
+        "${WALL} s" "$(figure "$(calc %.0f "$rcpts / $WALL") rcpts/s, $(calc %.0f "$tx / $WALL") transactions/s; $MX_SESS connections opened ($MX_SESS_MIN–$MX_SESS_MAX per site), $conc; $dnsq DNS questions")" \
         "$CHECK; poold CPU ${CPU_S} s, peak RSS $(calc %.1f "$RSS_KB / 1024") MiB"
 
     # Postfix, the same jobs, the same sites.
