@@ -10,6 +10,16 @@
         (postsuper -H ALL; postqueue -f) and measures from the release until the queue is
         empty and the sink (its -c counters in FILE) counted N. Prints one line:
         "wall=S cpu_s=S sent=N sink=N left=N submit_s=S drop_caches=yes|no|refused".
+    postfix_bench.py mx DIR --jobs JOBDIR --transport FILE --sink-out FILE [--sink-out ...]
+                     --expect-messages T --expect-recipients R [--connections 16]
+                     [--site-connections 5] [--site-messages 100] [--drop-caches]
+        bench/run mx's baseline: genmx.py's jobs queued on hold as above, then each domain
+        routed to its site's host by transport_maps (smtp:[127.0.0.x]:PORT), at most
+        --connections smtp processes, default_destination_concurrency_limit =
+        --site-connections, the connection cache on for every next hop and
+        smtp_connection_reuse_count_limit = --site-messages; timed from the release until
+        the sinks counted T messages and the queue is empty. Prints the drain's line plus
+        jobs=J; R is checked against the status=sent lines of its log.
     postfix_bench.py relay DIR --ready-file F [--no-chunking] [--lifetime 900]
         A relay that accepts everything from 127.0.0.1 and discards it (smtpd, cleanup,
         qmgr, the discard transport); it offers PIPELINING and CHUNKING (BDAT), or not
@@ -319,67 +329,117 @@ def sink_count(path):
 
 
 # ----------------------------------------------------------------- commands
+def fill_held(inst, jobs, lifetime):
+    """Phase 1: queue every job file of the directory `jobs` (genjobs.py/genmx.py BSMTP
+    files, submitted over SMTP), held, with fsync off (only the submission is sped up);
+    then stop the instance. Returns (messages, seconds)."""
+    sub_port = free_port()
+    inst.write({"smtpd_client_restrictions": "check_client_access static:HOLD"},
+               [f"127.0.0.1:{sub_port} inet n - n - - smtpd",
+                "cleanup   unix  n  -  n  -  0  cleanup"], eatmydata=os.path.exists(EATMYDATA))
+    inst.start(lifetime)
+    want = len(glob.glob(os.path.join(jobs, "*.MAIL")))
+    t = time.monotonic()
+    submitted = submit(sub_port, jobs)
+    submit_s = time.monotonic() - t
+    held = inst.queued()
+    log(f"submitted {submitted} messages in {submit_s:.1f} s; {held} in the queue (held)")
+    if submitted != want or held != want:
+        raise SystemExit(f"queued {held} of {want} (submitted {submitted})")
+    if not inst.stop():
+        raise SystemExit("the instance did not stop after the submission")
+    return want, submit_s
+
+
+def timed_release(inst, settings, services, sink_outs, want, a, deadline):
+    """Phase 2: the instance a user would run (`settings`, `services`), started on the
+    synced queue (page cache dropped with --drop-caches); the clock runs from the release
+    (postsuper -H ALL; postqueue -f) until the sinks (their -c counters) counted `want`
+    more messages and the queue is empty. Returns (wall, cpu, got, left, caches)."""
+    inst.write(settings, services, eatmydata=False)
+    caches = drop_caches() if a.drop_caches else (os.sync() or "no")
+    inst.start(a.lifetime)
+    time.sleep(1)  # the master and qmgr settle (they see only the hold queue)
+    count = lambda: sum(sink_count(p) for p in sink_outs)  # noqa: E731
+    before = count()
+    cpu0 = inst.cpu_seconds()
+    t0 = time.monotonic()
+    run("postsuper", "-c", inst.etc, "-H", "ALL")
+    run("postqueue", "-c", inst.etc, "-f")
+    while count() < before + want and time.time() < deadline:
+        time.sleep(0.01)
+    while inst.queued() and time.time() < deadline:
+        time.sleep(0.01)
+    t1 = time.monotonic()
+    cpu1 = inst.cpu_seconds()
+    return t1 - t0, cpu1 - cpu0, count() - before, inst.queued(), caches
+
+
+def sent_lines(inst):
+    try:
+        with open(inst.maillog, errors="replace") as f:
+            return sum(1 for line in f if " status=sent " in line)
+    except OSError:
+        return 0
+
+
 def cmd_drain(a):
     inst = Instance(a.dir)
     deadline = time.time() + a.lifetime
     try:
-        # 1. Queue the messages, held, with fsync off (only the submission is sped up).
-        sub_port = free_port()
-        inst.write({"smtpd_client_restrictions": "check_client_access static:HOLD"},
-                   [f"127.0.0.1:{sub_port} inet n - n - - smtpd",
-                    "cleanup   unix  n  -  n  -  0  cleanup"], eatmydata=os.path.exists(EATMYDATA))
-        inst.start(a.lifetime)
+        # 1. Queue the messages, held (the same messages as poold's jobs).
         spool = os.path.join(inst.top, "jobs")
         os.makedirs(spool, exist_ok=True)
         subprocess.run([sys.executable, os.path.join(HERE, "genjobs.py"), spool, "--jobs", str(a.messages),
                         "--size", str(a.size)], check=True)
-        t = time.monotonic()
-        submitted = submit(sub_port, spool)
-        submit_s = time.monotonic() - t
-        held = inst.queued()
-        log(f"submitted {submitted} messages in {submit_s:.1f} s; {held} in the queue (held)")
-        if submitted != a.messages or held != a.messages:
-            raise SystemExit(f"queued {held} of {a.messages} (submitted {submitted})")
+        _, submit_s = fill_held(inst, spool, a.lifetime)
         subprocess.run(["rm", "-rf", spool], check=True)
-        if not inst.stop():
-            raise SystemExit("the instance did not stop after the submission")
 
         # 2. The instance a user would run: relayhost = the sink, connection cache on.
         relay = f"[127.0.0.1]:{a.sink_port}"
-        inst.write({"relayhost": relay,
-                    "default_destination_concurrency_limit": str(a.concurrency),
-                    "smtp_connection_cache_on_demand": "yes",
-                    "smtp_connection_cache_destinations": relay},
-                   ["smtp      unix  -  -  n  -  -  smtp",
-                    "cleanup   unix  n  -  n  -  0  cleanup"], eatmydata=False)
-        caches = drop_caches() if a.drop_caches else (os.sync() or "no")
-        inst.start(a.lifetime)
-        time.sleep(1)  # the master and qmgr settle (they see only the hold queue)
-        before = sink_count(a.sink_out)
-        cpu0 = inst.cpu_seconds()
-        t0 = time.monotonic()
-        run("postsuper", "-c", inst.etc, "-H", "ALL")
-        run("postqueue", "-c", inst.etc, "-f")
-        want = before + a.messages
-        while sink_count(a.sink_out) < want and time.time() < deadline:
-            time.sleep(0.01)
-        while inst.queued() and time.time() < deadline:
-            time.sleep(0.01)
-        t1 = time.monotonic()
-        cpu1 = inst.cpu_seconds()
-        got = sink_count(a.sink_out) - before
-        left = inst.queued()
+        wall, cpu, got, left, caches = timed_release(
+            inst, {"relayhost": relay,
+                   "default_destination_concurrency_limit": str(a.concurrency),
+                   "smtp_connection_cache_on_demand": "yes",
+                   "smtp_connection_cache_destinations": relay},
+            ["smtp      unix  -  -  n  -  -  smtp",
+             "cleanup   unix  n  -  n  -  0  cleanup"], [a.sink_out], a.messages, a, deadline)
     finally:
         stopped = inst.stop()
-    sent = 0
-    try:
-        with open(inst.maillog, errors="replace") as f:
-            sent = sum(1 for line in f if " status=sent " in line)
-    except OSError:
-        pass
-    print(f"wall={t1 - t0:.3f} cpu_s={cpu1 - cpu0:.2f} sent={sent} sink={got} left={left} "
+    sent = sent_lines(inst)
+    print(f"wall={wall:.3f} cpu_s={cpu:.2f} sent={sent} sink={got} left={left} "
           f"submit_s={submit_s:.1f} drop_caches={caches} stopped={'yes' if stopped else 'NO'}")
     return 0 if (stopped and left == 0 and got == a.messages and sent == a.messages) else 1
+
+
+def cmd_mx(a):
+    """Direct delivery's baseline: genmx.py's jobs through Postfix, each domain routed to
+    its site's host by transport_maps (Postfix cannot ask a resolver on another port), at
+    most --connections smtp processes, --site-connections per site (a destination: the
+    transport's next hop), connections cached and reused for --site-messages messages."""
+    inst = Instance(a.dir)
+    deadline = time.time() + a.lifetime
+    with open(a.transport) as f:
+        hops = sorted({line.split()[1].split(":", 1)[1] for line in f if line.strip()})
+    try:
+        jobs, submit_s = fill_held(inst, a.jobs, a.lifetime)
+        wall, cpu, got, left, caches = timed_release(
+            inst, {"transport_maps": f"texthash:{os.path.abspath(a.transport)}",
+                   "relayhost": "",
+                   "default_destination_concurrency_limit": str(a.site_connections),
+                   "initial_destination_concurrency": str(a.site_connections),
+                   "default_destination_rate_delay": "0s",
+                   "smtp_connection_cache_on_demand": "yes",
+                   "smtp_connection_cache_destinations": ", ".join(hops),
+                   "smtp_connection_reuse_count_limit": str(a.site_messages)},
+            [f"smtp      unix  -  -  n  -  {a.connections}  smtp",
+             "cleanup   unix  n  -  n  -  0  cleanup"], a.sink_out, a.expect_messages, a, deadline)
+    finally:
+        stopped = inst.stop()
+    sent = sent_lines(inst)
+    print(f"wall={wall:.3f} cpu_s={cpu:.2f} sent={sent} sink={got} left={left} jobs={jobs} "
+          f"submit_s={submit_s:.1f} drop_caches={caches} stopped={'yes' if stopped else 'NO'}")
+    return 0 if (stopped and left == 0 and got == a.expect_messages and sent == a.expect_recipients) else 1
 
 
 def cmd_relay(a):
@@ -426,6 +486,18 @@ def main():
     d.add_argument("--concurrency", type=int, default=4)
     d.add_argument("--drop-caches", action="store_true")
     d.add_argument("--lifetime", type=float, default=1200)
+    m = sub.add_parser("mx")
+    m.add_argument("dir")
+    m.add_argument("--jobs", required=True, help="genmx.py's DIR/jobs")
+    m.add_argument("--transport", required=True, help="genmx.py's DIR/transport")
+    m.add_argument("--sink-out", action="append", required=True, help="each site's smtp-sink -c output")
+    m.add_argument("--expect-messages", type=int, required=True)
+    m.add_argument("--expect-recipients", type=int, required=True)
+    m.add_argument("--connections", type=int, default=16)
+    m.add_argument("--site-connections", type=int, default=5)
+    m.add_argument("--site-messages", type=int, default=100)
+    m.add_argument("--drop-caches", action="store_true")
+    m.add_argument("--lifetime", type=float, default=1200)
     r = sub.add_parser("relay")
     r.add_argument("dir")
     r.add_argument("--ready-file", required=True)
@@ -438,7 +510,7 @@ def main():
         raise SystemExit("postfix_bench.py: needs root (Postfix's master runs as root)")
     if not os.path.exists(os.path.join(DAEMONS, "master")):
         raise SystemExit("postfix_bench.py: the postfix package is not installed")
-    return {"drain": cmd_drain, "relay": cmd_relay, "stop": cmd_stop}[a.cmd](a)
+    return {"drain": cmd_drain, "mx": cmd_mx, "relay": cmd_relay, "stop": cmd_stop}[a.cmd](a)
 
 
 if __name__ == "__main__":
