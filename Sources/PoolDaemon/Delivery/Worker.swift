@@ -32,6 +32,8 @@ struct DeliveryContext: Sendable {
     let heloName: String
     /// The resolver and sites of MX lines (nil without any).
     let direct: DirectDelivery?
+    /// Removes finished jobs off the workers' path (nil: each worker removes its own).
+    let reaper: Reaper?
 }
 
 /// A message on its way to a relay that does not offer 8BITMIME (RFC 6152): converted to
@@ -67,12 +69,14 @@ final class Worker: @unchecked Sendable {
     let draining: Bool
     let calendar: Calendar
     let log: WorkerLog?
+    /// This worker's finished log, when the daemon has a reaper.
+    let finished: FinishedWriter?
     /// The daemon is stopping (checked before each transaction).
     let daemonStopping: @Sendable () -> Bool
     private let stopping = Atomic<Bool>(false)
     private let paused = Atomic<Bool>(false)
     private let done = NSCondition()
-    private var finished = false
+    private var ended = false
 
     init(spec: WorkerSpec, queue: JobQueue, board: StatusBoard, context: DeliveryContext, sessionSettings: SessionSettings,
          draining: Bool, calendar: Calendar, log: WorkerLog?, daemonStopping: @escaping @Sendable () -> Bool) {
@@ -85,6 +89,7 @@ final class Worker: @unchecked Sendable {
         self.calendar = calendar
         self.log = log
         self.daemonStopping = daemonStopping
+        finished = context.reaper?.writer()
     }
 
     func start() {
@@ -97,8 +102,9 @@ final class Worker: @unchecked Sendable {
                 var shift = Shift(worker: self)
                 shift.run()
             }
+            self.finished?.close()
             done.lock()
-            finished = true
+            ended = true
             done.broadcast()
             done.unlock()
         }
@@ -118,7 +124,7 @@ final class Worker: @unchecked Sendable {
 
     func join() {
         done.lock()
-        while !finished { done.wait() }
+        while !ended { done.wait() }
         done.unlock()
     }
 
@@ -126,7 +132,8 @@ final class Worker: @unchecked Sendable {
 
     var executor: SpoolExecutor {
         SpoolExecutor(spool: context.spool, journals: context.journals, bounces: context.bounces, merges: context.merges,
-                      settings: context.settings, heloName: context.heloName, clock: context.clock, log: log)
+                      settings: context.settings, heloName: context.heloName, clock: context.clock, log: log,
+                      finished: finished)
     }
 
     func settle(_ settlement: Settlement) { settle(settlement.job, settlement.disposition, settlement.counters) }
@@ -134,7 +141,8 @@ final class Worker: @unchecked Sendable {
     /// The queue and the board hear how a job's attempt ended.
     func settle(_ job: QueuedJob, _ disposition: Disposition, _ counters: AttemptCounters) {
         switch disposition {
-        case .finished, .quarantined, .vanished: queue.finished(job)
+        case .finished, .quarantined, .vanished: queue.finished([job])
+        case .leaving: break  // the reaper tells the queue once the file is gone
         case .deferred(let place, let due): queue.reschedule(job, to: place, due: due)
         case .putBack: queue.putBack(job)
         }
@@ -144,7 +152,7 @@ final class Worker: @unchecked Sendable {
             $0.failed += counters.failed
             $0.bytes += counters.bytes
             switch disposition {
-            case .finished, .quarantined: if job.slice == nil { $0.jobs += 1 }
+            case .finished, .leaving, .quarantined: if job.slice == nil { $0.jobs += 1 }
             default: break
             }
             if case .quarantined = disposition { $0.quarantined += 1 }
@@ -404,8 +412,8 @@ private struct Shift {
         if conveyor.isEmpty {
             worker.board.update(id) { if $0.state == .busy { $0.state = .idle }; $0.job = nil }
         } else {
-            let jobs = conveyor.jobs
-            worker.board.update(id) { $0.job = jobs.last?.fileName }
+            let job = conveyor.lastJob
+            worker.board.update(id) { $0.job = job?.fileName }
         }
     }
 

@@ -212,10 +212,18 @@ final class JobQueue: Sendable {
     }
 
     /// The job left the spool (delivered, bounced, quarantined or vanished).
-    func finished(_ job: QueuedJob) {
+    func finished(_ job: QueuedJob) { finished([job]) }
+
+    /// The jobs left the spool (one lock for a batch, as the reaper removes them).
+    /// `removed` false: finished, but the file could not be removed; it stays known, so
+    /// that no rescan offers it again (the next start removes it).
+    func finished(_ jobs: [QueuedJob], removed: Bool = true) {
+        guard !jobs.isEmpty else { return }
         let wake = state.withLock { s -> [DispatchSemaphore] in
-            s.inHand[job.key] = nil
-            s.known.remove(job.key)
+            for job in jobs {
+                s.inHand[job.key] = nil
+                if removed { s.known.remove(job.key) }
+            }
             // A drain ends when nothing is in hand: the waiting workers must see it.
             return draining && s.inHand.isEmpty ? Self.waiters(serving: .all, in: &s) : []
         }
