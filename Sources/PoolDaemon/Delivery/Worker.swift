@@ -63,7 +63,8 @@ enum SevenBitSafety {
 final class Worker: @unchecked Sendable {
     let spec: WorkerSpec
     let queue: JobQueue
-    let board: StatusBoard
+    /// This worker's slot on the status board (its own lock: workers never wait for each other there).
+    let board: StatusBoard.Slot
     let context: DeliveryContext
     let sessionSettings: SessionSettings
     let draining: Bool
@@ -82,7 +83,7 @@ final class Worker: @unchecked Sendable {
          draining: Bool, calendar: Calendar, log: WorkerLog?, daemonStopping: @escaping @Sendable () -> Bool) {
         self.spec = spec
         self.queue = queue
-        self.board = board
+        self.board = board.slot(for: spec.id)
         self.context = context
         self.sessionSettings = sessionSettings
         self.draining = draining
