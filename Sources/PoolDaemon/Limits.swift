@@ -23,7 +23,7 @@ enum Limits {
     static let workerStack = 1 << 20
     /// Threads that unlink finished jobs (each unlink may wait for the disk: ext4 with
     /// `discard` issues a discard per freed file; several waits overlap).
-    static let reaperThreads = 8
+    static let reaperThreads = 4
     /// Jobs a reaper thread takes at once; a second thread is woken when more wait.
     static let reaperBatch = 8
     /// Lines in a segment of a worker's finished log before it starts the next one.

@@ -36,6 +36,8 @@ final class Daemon: Sendable {
     let direct: DirectDelivery?
     /// Removes finished jobs, off the workers' path.
     let reaper: Reaper
+    /// Reads the jobs found at start into the page cache ahead of the workers.
+    let prefetcher: Prefetcher
     private let watcher = Locked<SpoolWatcher?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let started: Double
@@ -66,6 +68,7 @@ final class Daemon: Sendable {
         started = self.clock.seconds
         direct = Daemon.directDelivery(config, clock: self.clock)
         reaper = Reaper(spool: spool, queue: queue)
+        prefetcher = Prefetcher(spool: spool, queue: queue)
     }
 
     /// What MX lines share, when any line says MX: the resolver (DNS_SERVER, else the
@@ -124,6 +127,7 @@ final class Daemon: Sendable {
         }
         reaper.start()
         let found = try scanSpool()
+        prefetcher.start(found.due)
         for pool in config.unservedPools(among: found.pools.members) {
             Log.warning("pool \(pool) holds jobs but no worker serves it: they wait until a worker line says POOL=\(pool) (or POOL=*)")
         }
@@ -244,7 +248,7 @@ final class Daemon: Sendable {
     /// be read is named in the log, and its job waits for the first retry.
     /// One listing and one fstatat(2) per job (no path is built per job); the index gets
     /// the jobs in batches, so 100,000 jobs never exist twice over in memory.
-    private func scanSpool() throws -> (queued: Int, deferred: Int, pools: PoolSet) {
+    private func scanSpool() throws -> (queued: Int, deferred: Int, pools: PoolSet, due: ChunkedFIFO<JobName>) {
         let existing: Set<String>
         do {
             existing = try spool.journals()
@@ -269,6 +273,7 @@ final class Daemon: Sendable {
         queued.sort { ($0.modified, $0.name) < ($1.modified, $1.name) }
         var live: Set<String> = []
         var pools = PoolSet.none
+        var dueNow = ChunkedFIFO<JobName>()
         var offers: [JobOffer] = []
         offers.reserveCapacity(min(queued.count, Daemon.scanBatch))
         var deferredCount = 0
@@ -295,6 +300,7 @@ final class Daemon: Sendable {
                 deferredCount += 1
             } else {
                 offers.append(JobOffer(name: job.name, place: .queued, size: job.size, due: nil))
+                dueNow.append(job.name)
             }
             offerBatch()
         }
@@ -324,7 +330,7 @@ final class Daemon: Sendable {
             }
         }
         for path in existing.subtracting(orphans) { journals.insert(path) }
-        return (queuedCount, deferredCount, pools)
+        return (queuedCount, deferredCount, pools, dueNow)
     }
 
     /// Jobs offered to the index at once during the first scan.
@@ -369,6 +375,7 @@ final class Daemon: Sendable {
         control.withLock { $0?.stop() }
         watcher.withLock { $0?.stop() }
         queue.stop()
+        prefetcher.stop()
         reaper.drain()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
         var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [])

@@ -202,6 +202,10 @@ final class JobQueue: Sendable {
     private let state: Locked<State>
     private let draining: Bool
     private let clock: WallClock
+    private let handedOutCount = Atomic<Int>(0)
+
+    /// Jobs handed to workers so far (the prefetcher keeps a window ahead of it).
+    var handedOut: Int { handedOutCount.load(ordering: .relaxed) }
 
     init(policy: DispatchPolicy, draining: Bool, clock: WallClock = .system) {
         state = Locked(State(policy: policy))
@@ -277,7 +281,10 @@ final class JobQueue: Sendable {
                 if s.stopping { return (.finished, wakeup, 0) }
                 let now = clock.seconds
                 Self.promoteDue(now: now, in: &s)
-                if let job = Self.popNext(worker: worker, pools: pools, now: now, in: &s) { return (.job(job), wakeup, 0) }
+                if let job = Self.popNext(worker: worker, pools: pools, now: now, in: &s) {
+                    handedOutCount.add(1, ordering: .relaxed)
+                    return (.job(job), wakeup, 0)
+                }
                 if draining && s.inHand.isEmpty { return (.finished, wakeup, 0) }
                 s.waiting[worker] = pools
                 // Wake for the next due job, and at least once a second: strict round-robin's
@@ -301,7 +308,9 @@ final class JobQueue: Sendable {
             if s.stopping { return nil }
             let now = clock.seconds
             Self.promoteDue(now: now, in: &s)
-            return Self.popNext(worker: worker, pools: pools, now: now, in: &s)
+            let job = Self.popNext(worker: worker, pools: pools, now: now, in: &s)
+            if job != nil { handedOutCount.add(1, ordering: .relaxed) }
+            return job
         }
     }
 

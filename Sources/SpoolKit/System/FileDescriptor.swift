@@ -1,5 +1,5 @@
 // One typed layer over the file system calls the spool needs (open, read, write, fsync,
-// stat, lstat, fstatat, rename, link, unlink, the spool's OFD lock through fcntl(F_OFD_SETLK), directory
+// stat, lstat, fstatat, posix_fadvise, rename, link, unlink, the spool's OFD lock through fcntl(F_OFD_SETLK), directory
 // listing). For these calls EINTR is retried here and only here; every failure becomes a
 // `SystemError` that names the call, the path and errno. (The other raw calls of SpoolKit
 // are inotify's, in SpoolWatcher.swift: a read that fails there is read again at the next
@@ -119,6 +119,12 @@ public struct FileDescriptor: Sendable, Hashable {
             throw SystemError("fcntl(F_OFD_GETLK)")
         }
         return lock.l_type != Int16(F_UNLCK)
+    }
+
+    /// `posix_fadvise(POSIX_FADV_WILLNEED)`: the kernel starts reading the file into the page
+    /// cache now, without waiting for it. Only a hint: a failure is ignored.
+    public func willNeed() {
+        _ = posix_fadvise(rawValue, 0, 0, POSIX_FADV_WILLNEED)
     }
 
     /// `ftruncate(2)`.
