@@ -39,13 +39,28 @@ public struct FinishedMark: Sendable, Equatable {
         line.reserveCapacity(name.fileName.utf8.count + 48)
         line.append(FinishedMark.letter(place))
         line.append(UInt8(ascii: " "))
-        line.append(contentsOf: String(inode).utf8)
+        FinishedMark.append(inode, to: &line)
         line.append(UInt8(ascii: " "))
-        line.append(contentsOf: String(changed).utf8)
+        FinishedMark.append(UInt64(max(0, changed)), to: &line)
         line.append(UInt8(ascii: " "))
         line.append(contentsOf: name.fileName.utf8)
         line.append(10)
         return line
+    }
+
+    /// Decimal digits of `value`, appended.
+    private static func append(_ value: UInt64, to line: inout [UInt8]) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: any UInt64 in decimal
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var n = value
+            var i = raw.count
+            repeat {
+                i -= 1
+                raw[i] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+            } while n > 0
+            line.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[i...]))
+        }
     }
 
     /// Parses a line (without its line end); nil for a torn or foreign one.

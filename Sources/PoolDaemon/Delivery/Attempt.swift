@@ -73,6 +73,14 @@ enum Attempt {
         }
     }
 
+    /// Runs `body` on a plain job's attempt, in place; nil for a slice.
+    mutating func withPlain<R>(_ body: (inout JobAttempt) -> R) -> R? {
+        guard case .plain(var a) = self else { return nil }
+        self = .moving
+        defer { self = .plain(a) }
+        return body(&a)
+    }
+
     mutating func stop() {
         switch self {
         case .plain(var a): self = .moving; a.stop(); self = .plain(a)

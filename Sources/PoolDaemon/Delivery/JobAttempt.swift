@@ -66,7 +66,8 @@ struct JobAttempt {
     let settings: DeliverySettings
     private(set) var parts: [Part]
     private var pending: FIFO<Int>
-    private var inFlight: Set<Int> = []
+    /// Parts in flight (a few at most: a list, no hash table per job).
+    private var inFlight: [Int] = []
     private var stopped = false
     /// Recipients deferred in this attempt, with their outcome.
     private(set) var deferrals: [RecipientKey: RecipientOutcome] = [:]
@@ -171,7 +172,7 @@ struct JobAttempt {
     /// The next part to send: its index, envelope and message.
     mutating func next() -> (part: Int, envelope: Envelope, message: MessageReader)? {
         guard !stopped, let p = pending.popFirst() else { return nil }
-        inFlight.insert(p)
+        inFlight.append(p)
         let part = parts[p]
         let tx = content.transactions[part.transaction]
         let envelope = Envelope(sender: tx.sender, senderParameters: tx.senderParameters,
@@ -205,7 +206,7 @@ struct JobAttempt {
     /// by site, not in order); nil when it is no longer waiting.
     mutating func claim(_ p: Int) -> (envelope: Envelope, message: MessageReader)? {
         guard !stopped, p < parts.count, !inFlight.contains(p), pending.remove(p) else { return nil }
-        inFlight.insert(p)
+        inFlight.append(p)
         let part = parts[p]
         let tx = content.transactions[part.transaction]
         let envelope = Envelope(sender: tx.sender, senderParameters: tx.senderParameters,
@@ -217,7 +218,7 @@ struct JobAttempt {
     /// as `outcome` says (given the transaction and recipient index), without the relay.
     mutating func decide(_ p: Int, worker: Int, relay: String, _ outcome: (Int, Int) -> RecipientOutcome) -> [SpoolEffect] {
         guard pending.remove(p) else { return [] }
-        inFlight.insert(p)
+        inFlight.append(p)
         let part = parts[p]
         return record(TransactionResult(tag: TransactionTag(0), outcomes: part.members.map { outcome(part.transaction, $0) }),
                       part: p, worker: worker, relay: relay)
@@ -238,7 +239,7 @@ struct JobAttempt {
     /// its lines are not journaled: the job leaves the spool next (`.finish`), and that
     /// is the record — as it was the record for a job of one transaction all along.
     mutating func record(_ result: TransactionResult, part p: Int, worker: Int, relay: String) -> [SpoolEffect] {
-        inFlight.remove(p)
+        if let i = inFlight.firstIndex(of: p) { inFlight.remove(at: i) }
         let part = parts[p]
         let tx = content.transactions[part.transaction]
         let retryNow: Bool

@@ -144,10 +144,10 @@ struct SpoolExecutor {
         var settled: [Settlement] = []
         var unreported: [Bounce.Failure] = []
         for effect in effects {
-            switch (effect, attempt) {
-            case (.journal(let records), _):
+            switch effect {
+            case .journal(let records):
                 write(records, for: &attempt)
-            case (.bounce(let bounce), _):
+            case .bounce(let bounce):
                 do {
                     try bounces.spool(bounce, job: attempt.job.name)
                     write(bounce.failures.map { .init(.failed, $0.key, reply: $0.outcome.diagnostic) }, for: &attempt)
@@ -156,10 +156,10 @@ struct SpoolExecutor {
                     attempt.bounceFailed(bounce)
                     unreported += bounce.failures
                 }
-            case (.note(let level, let text), _):
+            case .note(let level, let text):
                 Log.write(level, text)
                 log?.write(text)
-            case (.transactionNote(let note), _):
+            case .transactionNote(let note):
                 var text: String?
                 Log.write(.info) { line in
                     let start = line.length
@@ -167,33 +167,40 @@ struct SpoolExecutor {
                     if log != nil { text = line.text(from: start) }
                 }
                 if let text { log?.write(text) }
-            case (.finish, .plain(var a)):
-                settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
-                attempt = .plain(a)
-            case (.expire, .plain(var a)) where unreported.isEmpty:
-                settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
-                attempt = .plain(a)
-            case (.expire, .plain(var a)):
-                // Some DSNs could not be spooled: those recipients wait, and are failed
-                // (and reported) again at the next attempt.
-                let records = unreported.map { Journal.Record(.deferred, $0.key, reply: $0.outcome.diagnostic) }
-                let disposition = deferral(records, due: clock.seconds + settings.retrySchedule[0], &a)
-                settled.append(Settlement(job: a.job, disposition: disposition, counters: a.counters))
-                attempt = .plain(a)
-            case (.deferral(let records, let due), .plain(var a)):
-                settled.append(Settlement(job: a.job, disposition: deferral(records, due: due, &a), counters: a.counters))
-                attempt = .plain(a)
-            case (.putBack, .plain(var a)):
-                syncOrLog(&a)
-                settled.append(Settlement(job: a.job, disposition: .putBack, counters: a.counters))
-                attempt = .plain(a)
-            case (.sliceEnd(let completed), .slice(let a)):
+            case .finish, .expire, .deferral, .putBack:
+                // The end of a plain job's attempt: the attempt is changed in place.
+                let settlement = attempt.withPlain { a -> Settlement in
+                    let disposition: Disposition
+                    switch effect {
+                    case .expire where !unreported.isEmpty:
+                        // Some DSNs could not be spooled: those recipients wait, and are failed
+                        // (and reported) again at the next attempt.
+                        let records = unreported.map { Journal.Record(.deferred, $0.key, reply: $0.outcome.diagnostic) }
+                        disposition = deferral(records, due: clock.seconds + settings.retrySchedule[0], &a)
+                    case .deferral(let records, let due):
+                        disposition = deferral(records, due: due, &a)
+                    case .putBack:
+                        syncOrLog(&a)
+                        disposition = .putBack
+                    default:  // .finish, or .expire with every DSN spooled
+                        disposition = finish(&a)
+                    }
+                    return Settlement(job: a.job, disposition: disposition, counters: a.counters)
+                }
+                if let settlement {
+                    settled.append(settlement)
+                } else {
+                    Log.error("job=\(attempt.job.name): \(effect) does not apply to this attempt")
+                }
+            case .sliceEnd(let completed):
+                guard case .slice(let a) = attempt else {
+                    Log.error("job=\(attempt.job.name): \(effect) does not apply to this attempt")
+                    continue
+                }
                 settled.append(Settlement(job: a.job, disposition: completed ? .finished : .putBack, counters: a.counters))
                 if let ending = a.run.endSlice(a.index, completed: completed) {
                     settled.append(end(a.run, ending))
                 }
-            default:
-                Log.error("job=\(attempt.job.name): \(effect) does not apply to this attempt")
             }
         }
         return settled

@@ -91,12 +91,18 @@ struct LogLine {
     }
 
     mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        append(bytes, mayHoldLineFeeds: true)
+    }
+
+    /// Appends `bytes`; a line feed among them becomes a space (text known to hold none,
+    /// such as this file's literals and numbers, skips the scan).
+    private mutating func append(_ bytes: UnsafeBufferPointer<UInt8>, mayHoldLineFeeds: Bool) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         if spill == nil && count + bytes.count <= buffer.count {
             (buffer.baseAddress! + count).update(from: base, count: bytes.count)
             var i = count
             count += bytes.count
-            // Line ends become spaces (rare: one scan with memchr).
+            guard mayHoldLineFeeds else { return }
             while let lf = memchr(buffer.baseAddress! + i, 10, count - i) {
                 let at = UnsafeMutableRawPointer(buffer.baseAddress!).distance(to: lf)
                 buffer[at] = 32
@@ -118,8 +124,9 @@ struct LogLine {
         text.withUTF8 { append($0) }
     }
 
+    /// A literal of poold's own (no line feed in it).
     mutating func append(_ text: StaticString) {
-        append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount), mayHoldLineFeeds: false)
     }
 
     mutating func append(_ value: Int) {
@@ -136,7 +143,7 @@ struct LogLine {
                 i -= 1
                 raw[i] = UInt8(ascii: "-")
             }
-            append(UnsafeBufferPointer(rebasing: raw.bindMemory(to: UInt8.self)[i...]))
+            append(UnsafeBufferPointer(rebasing: raw.bindMemory(to: UInt8.self)[i...]), mayHoldLineFeeds: false)
         }
     }
 

@@ -98,6 +98,12 @@ public struct ReplyParser: Sendable {
     private var scanned = 0
     private var pendingCode: Int?
     private var pendingLines: [String] = []
+    /// The lines of the last few one-line replies: a relay says the same few texts again
+    /// and again ("250 2.1.0 Ok", "354 End data…"), and then the same array serves (no
+    /// string, no array built).
+    private var recentLines: [[String]] = []
+    private var nextRecent = 0
+    static let recentCount = 4
 
     public init() {}
 
@@ -155,11 +161,12 @@ public struct ReplyParser: Sendable {
             if let pendingCode, pendingCode != code {
                 throw ReplySyntaxError(message: "reply lines with different codes (\(pendingCode) then \(code))")
             }
-            let text = line.count > 4 ? String.printable(line.dropFirst(4)) : ""
+            let textBytes = line.dropFirst(min(4, line.count))
             if separator == UInt8(ascii: " ") && pendingCode == nil {
                 // A one-line reply (nearly all): no list of lines to gather.
-                return SMTPReply(code: code, lines: [text])
+                return SMTPReply(code: code, lines: linesFor(textBytes))
             }
+            let text = String.printable(textBytes)
             pendingCode = code
             pendingLines.append(text)
             if pendingLines.count > ReplyParser.maxLines {
@@ -172,6 +179,23 @@ public struct ReplyParser: Sendable {
                 return reply
             }
         }
+    }
+}
+
+extension ReplyParser {
+    /// `[text]` for a one-line reply, from the recent ones when the text is the same.
+    private mutating func linesFor(_ bytes: ArraySlice<UInt8>) -> [String] {
+        for lines in recentLines where lines[0].utf8.count == bytes.count && lines[0].utf8.elementsEqual(bytes) {
+            return lines
+        }
+        let lines = [String.printable(bytes)]
+        if recentLines.count < ReplyParser.recentCount {
+            recentLines.append(lines)
+        } else {
+            recentLines[nextRecent] = lines
+            nextRecent = (nextRecent + 1) % ReplyParser.recentCount
+        }
+        return lines
     }
 }
 

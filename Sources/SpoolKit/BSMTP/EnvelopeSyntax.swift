@@ -99,7 +99,7 @@ public enum EnvelopeSyntax {
     /// Parses one envelope line (line end already removed).
     public static func parse(line bytes: ArraySlice<UInt8>) -> Result<Command, ParseFault> {
         var text = bytes
-        while let last = text.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { text.removeLast() }
+        while let last = text.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { text = text.dropLast() }
         if text.isEmpty { return .success(.blank) }
         if text.contains(0) { return .failure(.init("NUL byte in an envelope line")) }
         if text.contains(UInt8(ascii: "\r")) { return .failure(.init("CR inside an envelope line")) }
@@ -127,7 +127,7 @@ public enum EnvelopeSyntax {
     private static func pathAndParameters(_ rest: ArraySlice<UInt8>, allowNull: Bool)
         -> Result<(String, [String]), ParseFault> {
         var rest = rest
-        while rest.first == UInt8(ascii: " ") { rest.removeFirst() }
+        while rest.first == UInt8(ascii: " ") { rest = rest.dropFirst() }
         guard rest.first == UInt8(ascii: "<") else { return .failure(.init("address must be written <like@this>")) }
         guard let close = rest.firstIndex(of: UInt8(ascii: ">")) else {
             return .failure(.init("address has no closing '>'"))

@@ -63,17 +63,28 @@ public enum JobReader {
             let end = head[start...].firstIndex(of: 10) ?? head.endIndex
             let line = head[start..<end]
             start = end == head.endIndex ? end : head.index(after: end)
-            let word = TemplateCompiler.upper(line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != 13 })
+            let word = line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != 13 }
             if word.isEmpty {
                 if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == 13 }) { continue }
                 return false
             }
-            if !sawHello && (word == Array("HELO".utf8) || word == Array("EHLO".utf8)) {
+            if !sawHello && (isWord(word, "HELO") || isWord(word, "EHLO")) {
                 sawHello = true
                 continue
             }
-            return word == Array("MERGE".utf8)
+            return isWord(word, "MERGE")
         }
         return false
+    }
+
+    /// `bytes` is `word` (ASCII, upper or lower case alike).
+    private static func isWord(_ bytes: some Collection<UInt8>, _ word: StaticString) -> Bool {
+        guard bytes.count == word.utf8CodeUnitCount else { return false }
+        var k = 0
+        for b in bytes {
+            if (b >= 97 && b <= 122 ? b - 32 : b) != word.utf8Start[k] { return false }
+            k += 1
+        }
+        return true
     }
 }
