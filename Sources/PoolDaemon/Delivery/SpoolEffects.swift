@@ -232,15 +232,15 @@ struct SpoolExecutor {
     private func write(_ records: [Journal.Record], for attempt: inout Attempt) {
         guard !records.isEmpty else { return }
         switch attempt {
-        case .plain(var a):
-            attempt = .moving
-            defer { attempt = .plain(a) }
-            do {
-                if try a.appendJournal(records) { journals.insert(a.journalPath) }
-            } catch {
-                // Without the lines the next attempt would send these again: stop here.
-                Log.error("job=\(a.job.name): cannot write its journal \(a.journalPath): \(error); stopping this attempt")
-                a.stop()
+        case .plain:
+            attempt.withPlain { a in
+                do {
+                    if try a.appendJournal(records) { journals.insert(a.journalPath) }
+                } catch {
+                    // Without the lines the next attempt would send these again: stop here.
+                    Log.error("job=\(a.job.name): cannot write its journal \(a.journalPath): \(error); stopping this attempt")
+                    a.stop()
+                }
             }
         case .slice(var a):
             do {

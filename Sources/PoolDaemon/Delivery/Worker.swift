@@ -405,7 +405,9 @@ private struct Shift {
     }
 
     private mutating func concludeSettled() {
-        for var attempt in conveyor.takeSettled() {
+        var settled = conveyor.takeSettled()
+        settled.reverse()
+        while var attempt = settled.popLast() {  // moved out, not copied
             for settlement in executor.apply(attempt.conclusion(now: worker.context.clock.seconds), to: &attempt) {
                 worker.settle(settlement)
             }

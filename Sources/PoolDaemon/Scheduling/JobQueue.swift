@@ -186,7 +186,8 @@ final class JobQueue: Sendable {
         var lanes = [PoolLanes](repeating: PoolLanes(), count: Pool.all.count)
         var timetable = Timetable()
         var known: Set<JobKey> = []
-        var inHand: [JobKey: QueuedJob] = [:]
+        /// Jobs in hand, by their sequence number (unique per offer: a cheap key).
+        var inHand: [UInt64: QueuedJob] = [:]
         /// Workers that cannot take jobs now (down, closed, paused, stopped), and since when.
         var unavailableSince: [Int: Double] = [:]
         var sequence: UInt64 = 0
@@ -324,7 +325,7 @@ final class JobQueue: Sendable {
         guard !jobs.isEmpty else { return }
         let wake = state.withLock { s -> [DispatchSemaphore] in
             for job in jobs {
-                s.inHand[job.key] = nil
+                s.inHand[job.sequence] = nil
                 if removed { s.known.remove(job.key) }
             }
             // A drain ends when nothing is in hand: the waiting workers must see it.
@@ -336,7 +337,7 @@ final class JobQueue: Sendable {
     /// The job stays (now in `place`) and is due again at `due`; a drain does not retry it.
     func reschedule(_ job: QueuedJob, to place: JobPlace, due: Double) {
         let wake = state.withLock { s -> [DispatchSemaphore] in
-            s.inHand[job.key] = nil
+            s.inHand[job.sequence] = nil
             s.known.remove(job.key)
             if !draining {
                 var moved = job
@@ -353,7 +354,7 @@ final class JobQueue: Sendable {
     /// goes back to the front of its lane.
     func putBack(_ job: QueuedJob) {
         let wake = state.withLock { s -> [DispatchSemaphore] in
-            s.inHand[job.key] = nil
+            s.inHand[job.sequence] = nil
             Self.enqueue(job, in: &s, front: true)
             var pools = PoolSet.none
             pools.insert(job.name.pool)
@@ -429,7 +430,7 @@ final class JobQueue: Sendable {
         }
     }
 
-    func isInHand(named name: JobName) -> Bool { state.withLock { s in s.inHand.keys.contains { $0.name == name } } }
+    func isInHand(named name: JobName) -> Bool { state.withLock { s in s.inHand.values.contains { $0.name == name } } }
 
     func stop() {
         let wake = state.withLock { s -> [DispatchSemaphore] in
@@ -525,7 +526,7 @@ final class JobQueue: Sendable {
               let job = s.lanes[p].lanes[l].jobs.popFirst() else { return nil }
         s.lanes[p].jobs -= 1
         s.lanes[p].bytes -= job.size
-        s.inHand[job.key] = job
+        s.inHand[job.sequence] = job
         return job
     }
 

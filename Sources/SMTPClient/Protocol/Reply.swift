@@ -3,6 +3,10 @@
 // line with no text (`250 `, as smtp-sink sends, or a bare `250`) and LF without CR; it
 // refuses what is not SMTP (no three digits, mixed codes in one reply, endless lines).
 
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
 public struct SMTPReply: Equatable, Sendable, CustomStringConvertible {
     public var code: Int
     /// The text of each line, after the code and its separator.
@@ -101,7 +105,7 @@ public struct ReplyParser: Sendable {
     /// The lines of the last few one-line replies: a relay says the same few texts again
     /// and again ("250 2.1.0 Ok", "354 End data…"), and then the same array serves (no
     /// string, no array built).
-    private var recentLines: [[String]] = []
+    private var recentLines: [(bytes: [UInt8], lines: [String])] = []
     private var nextRecent = 0
     static let recentCount = 4
 
@@ -185,14 +189,17 @@ public struct ReplyParser: Sendable {
 extension ReplyParser {
     /// `[text]` for a one-line reply, from the recent ones when the text is the same.
     private mutating func linesFor(_ bytes: ArraySlice<UInt8>) -> [String] {
-        for lines in recentLines where lines[0].utf8.count == bytes.count && lines[0].utf8.elementsEqual(bytes) {
-            return lines
+        for recent in recentLines where recent.bytes.count == bytes.count {
+            let same = bytes.isEmpty || recent.bytes.withUnsafeBufferPointer { a in
+                bytes.withUnsafeBufferPointer { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+            }
+            if same { return recent.lines }
         }
         let lines = [String.printable(bytes)]
         if recentLines.count < ReplyParser.recentCount {
-            recentLines.append(lines)
+            recentLines.append((Array(bytes), lines))
         } else {
-            recentLines[nextRecent] = lines
+            recentLines[nextRecent] = (Array(bytes), lines)
             nextRecent = (nextRecent + 1) % ReplyParser.recentCount
         }
         return lines
