@@ -166,6 +166,7 @@ private struct Shift {
     let worker: Worker
     let primary: RelayRoute
     let failover: RelayRoute?
+    private let primaryOnly: [RelayRoute]
     /// The route whose connection carries the open attempts' transactions.
     var current: RelayRoute?
     var conveyor = Conveyor()
@@ -175,6 +176,7 @@ private struct Shift {
     init(worker: Worker) {
         self.worker = worker
         primary = RelayRoute(worker.spec.settings.relay, settings: worker.sessionSettings)
+        primaryOnly = [primary]
         failover = worker.spec.settings.failover.map { RelayRoute($0, settings: worker.sessionSettings) }
         executor = worker.executor
     }
@@ -190,7 +192,7 @@ private struct Shift {
                 continue
             }
             let open = worker.isOpenNow
-            let routes = [open ? primary : nil, failover].compactMap { $0 }.filter { !$0.isResting }
+            let routes = usableRoutes(open: open)
             if let current, !routes.contains(where: { $0 === current }) {
                 windDown()  // its window closed, or it failed: finish what is in flight there
             }
@@ -213,6 +215,14 @@ private struct Shift {
             sendAndReceive(routes: routes)
         }
         finish()
+    }
+
+    /// The routes that may be used now: the first host inside its windows, then the
+    /// failover; a resting one is left out. (The usual answer, the first host alone, is
+    /// a list kept ready: no list is built per message.)
+    private func usableRoutes(open: Bool) -> [RelayRoute] {
+        if failover == nil, open, !primary.isResting { return primaryOnly }
+        return [open ? primary : nil, failover].compactMap { $0 }.filter { !$0.isResting }
     }
 
     private enum Turn { case go, again, stop }

@@ -4,6 +4,10 @@
 // 254 bytes (RFC 5321 §4.5.3.1.3). These rules are what stands between a job file and
 // SMTP command injection.
 
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
 public enum EnvelopeSyntax {
     public static let maxAddressLength = 254
 
@@ -20,7 +24,11 @@ public enum EnvelopeSyntax {
         if bytes.isEmpty { return allowNull ? nil : "empty address" }
         if bytes.count > maxAddressLength { return "address longer than \(maxAddressLength) bytes" }
         var ascii = true
-        for b in bytes {
+        // Nearly every address is printable ASCII without angle brackets: one cheap pass;
+        // the byte that fails it is named by the pass below.
+        var plain = true
+        for b in bytes where b <= 32 || b >= 127 || b == UInt8(ascii: "<") || b == UInt8(ascii: ">") { plain = false }
+        if !plain { for b in bytes {
             switch b {
             case 0: return "NUL byte in address"
             case UInt8(ascii: "\r"), UInt8(ascii: "\n"): return "CR or LF in address"
@@ -30,7 +38,7 @@ public enum EnvelopeSyntax {
             case 128...: ascii = false
             default: continue
             }
-        }
+        } }
         if equalsIgnoringCase(bytes, "postmaster") { return nil }
         guard let at = bytes.lastIndex(of: UInt8(ascii: "@")) else { return "address has no @domain" }
         if at == 0 { return "address has an empty local part" }
@@ -101,8 +109,11 @@ public enum EnvelopeSyntax {
         var text = bytes
         while let last = text.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { text = text.dropLast() }
         if text.isEmpty { return .success(.blank) }
-        if text.contains(0) { return .failure(.init("NUL byte in an envelope line")) }
-        if text.contains(UInt8(ascii: "\r")) { return .failure(.init("CR inside an envelope line")) }
+        let (nul, cr) = text.withUnsafeBufferPointer { b in
+            (memchr(b.baseAddress!, 0, b.count) != nil, memchr(b.baseAddress!, 13, b.count) != nil)
+        }
+        if nul { return .failure(.init("NUL byte in an envelope line")) }
+        if cr { return .failure(.init("CR inside an envelope line")) }
         if startsIgnoringCase(text, "MAIL FROM:") {
             return pathAndParameters(text.dropFirst(10), allowNull: true).map { .mail(sender: $0.0, parameters: $0.1) }
         }
