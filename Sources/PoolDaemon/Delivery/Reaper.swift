@@ -51,12 +51,13 @@ final class Reaper: @unchecked Sendable {
     private let queue: JobQueue
     private let threads: Int
     private let serials = Atomic<Int>(0)
-    /// Guards `entries`, `busy` and `stopping`; reaper threads wait on it.
+    /// Guards `entries`, `busy` and `started` (so their runtime exclusivity check is left
+    /// out: the lock keeps accesses apart); reaper threads wait on it.
     private let condition = NSCondition()
-    private var entries = FIFO<Entry>()
+    @exclusivity(unchecked) private var entries = FIFO<Entry>()
     /// Threads at work (not waiting).
-    private var busy = 0
-    private var started = false
+    @exclusivity(unchecked) private var busy = 0
+    @exclusivity(unchecked) private var started = false
 
     init(spool: Spool, queue: JobQueue, threads: Int = Limits.reaperThreads) {
         self.spool = spool
