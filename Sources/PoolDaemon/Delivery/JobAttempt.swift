@@ -3,7 +3,9 @@
 // decided), each part goes out as one SMTP transaction, each transaction's result turns
 // into spool effects (journal lines, a DSN to spool, a part to send again now), and the
 // end of the attempt is one more effect: finish, defer or put back. The attempt does no
-// I/O of its own: `SpoolExecutor` applies the effects, in order.
+// I/O of its own: `SpoolExecutor` applies the effects, in order. The transaction that
+// settles the whole job gets no journal lines: the finish (the job's line in the finished
+// log) records it; they are journaled after all only if the job cannot leave.
 //
 // Retries inside an attempt: recipients a 452 turned away go in a new part at once; a
 // part the connection failed (421, dropped before its message was out, a spent session)

@@ -51,13 +51,16 @@ final class Reaper: @unchecked Sendable {
     private let queue: JobQueue
     private let threads: Int
     private let serials = Atomic<Int>(0)
-    /// Guards `entries`, `busy` and `started` (so their runtime exclusivity check is left
-    /// out: the lock keeps accesses apart); reaper threads wait on it.
+    /// Guards `entries`, `busy`, `started` and `waitingWorkers` (so their runtime
+    /// exclusivity check is left out: the lock keeps accesses apart); reaper threads, and
+    /// workers held back by a full backlog, wait on it.
     private let condition = NSCondition()
     @exclusivity(unchecked) private var entries = FIFO<Entry>()
     /// Threads at work (not waiting).
     @exclusivity(unchecked) private var busy = 0
     @exclusivity(unchecked) private var started = false
+    /// Workers waiting for the backlog to shrink.
+    @exclusivity(unchecked) private var waitingWorkers = 0
 
     init(spool: Spool, queue: JobQueue, threads: Int = Limits.reaperThreads) {
         self.spool = spool
@@ -83,9 +86,17 @@ final class Reaper: @unchecked Sendable {
         }
     }
 
-    /// A job whose line is in its finished log: removed as soon as a thread is free.
+    /// A job whose line is in its finished log: removed as soon as a thread is free. When
+    /// `Limits.reaperBacklog` jobs already wait, the worker waits too: the reaper sets the
+    /// pace of a drain anyway, and the backlog (jobs in hand until their file is gone)
+    /// stays bounded in memory.
     func take(_ entry: Entry) {
         condition.lock()
+        if entries.count >= Limits.reaperBacklog {
+            waitingWorkers += 1
+            while entries.count >= Limits.reaperBacklog { condition.wait() }
+            waitingWorkers -= 1
+        }
         entries.append(entry)
         // Wake a thread when none is at work, or when the waiting jobs would keep the busy
         // ones for more than a batch.
@@ -113,6 +124,7 @@ final class Reaper: @unchecked Sendable {
             var batch: [Entry] = []
             batch.reserveCapacity(Limits.reaperBatch)
             while batch.count < Limits.reaperBatch, let entry = entries.popFirst() { batch.append(entry) }
+            if waitingWorkers > 0 { condition.broadcast() }
             condition.unlock()
             remove(batch)
             condition.lock()

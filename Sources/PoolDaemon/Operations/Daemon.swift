@@ -1,5 +1,7 @@
-// The daemon composed: configuration → spool and its lock → index of jobs (first scan,
-// then the watcher) → workers → status. `run()` returns the exit status.
+// The daemon composed: configuration → spool and its lock → finished jobs a crash left
+// removed (the finished log) → index of jobs (first scan, then the watcher; the jobs the
+// scan found read ahead by the prefetcher) → workers, with the reaper that removes the
+// jobs they finish → status. `run()` returns the exit status.
 // In drain mode there is no watcher: every job due at start is tried once, and the run
 // ends when no due job is left and no worker holds one.
 // Shared state: the configuration in force and the worker list each live behind a
