@@ -51,7 +51,7 @@ final class Reaper: @unchecked Sendable {
     private let queue: JobQueue
     private let threads: Int
     private let serials = Atomic<Int>(0)
-    /// Guards `entries`, `busy`, `started` and `waitingWorkers` (so their runtime
+    /// Guards `entries`, `busy`, `started`, `waitingWorkers` and `stopping` (so their runtime
     /// exclusivity check is left out: the lock keeps accesses apart); reaper threads, and
     /// workers held back by a full backlog, wait on it.
     private let condition = NSCondition()
@@ -61,6 +61,7 @@ final class Reaper: @unchecked Sendable {
     @exclusivity(unchecked) private var started = false
     /// Workers waiting for the backlog to shrink.
     @exclusivity(unchecked) private var waitingWorkers = 0
+    @exclusivity(unchecked) private var stopping = false
 
     init(spool: Spool, queue: JobQueue, threads: Int = Limits.reaperThreads) {
         self.spool = spool
@@ -116,10 +117,19 @@ final class Reaper: @unchecked Sendable {
         while !isIdle { usleep(1000) }
     }
 
+    /// Its threads end once no job waits (after `drain`, when the daemon stops).
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
     private func run() {
         condition.lock()
         while true {
-            while entries.isEmpty { condition.wait() }
+            while entries.isEmpty && !stopping { condition.wait() }
+            if entries.isEmpty { break }
             busy += 1
             var batch: [Entry] = []
             batch.reserveCapacity(Limits.reaperBatch)
@@ -130,6 +140,7 @@ final class Reaper: @unchecked Sendable {
             condition.lock()
             busy -= 1
         }
+        condition.unlock()
     }
 
     private func remove(_ batch: [Entry]) {

@@ -379,6 +379,7 @@ final class Daemon: Sendable {
         queue.stop()
         prefetcher.stop()
         reaper.drain()
+        reaper.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
         var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [])
         last.daemon = "stopped"
