@@ -358,6 +358,7 @@ final class Daemon: Sendable {
             var tick = 0
             while !stopping.load(ordering: .relaxed) {
                 Thread.sleep(forTimeInterval: Double(Limits.statusInterval.components.seconds))
+                if stopping.load(ordering: .relaxed) { break }  // the last status is written by `wait`
                 let snapshot = writeStatus()
                 tick += 1
                 if tick % Limits.metricsEvery == 0 { writeMetrics(snapshot, config: config) }

@@ -9,12 +9,18 @@
 @preconcurrency import Glibc
 #endif
 import Foundation
+import Synchronization
 
 enum Log {
     enum Level: Int32 { case error = 3, warning = 4, notice = 5, info = 6, debug = 7 }
 
     nonisolated(unsafe) static var underJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
-    nonisolated(unsafe) static var verbose = false
+    private static let verboseFlag = Atomic<Bool>(false)
+    /// `--verbose`: debug lines too. Atomic: any thread may log while it is set.
+    static var verbose: Bool {
+        get { verboseFlag.load(ordering: .relaxed) }
+        set { verboseFlag.store(newValue, ordering: .relaxed) }
+    }
 
     static func error(_ message: String) { write(.error, message) }
     static func warning(_ message: String) { write(.warning, message) }
