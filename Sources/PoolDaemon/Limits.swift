@@ -23,4 +23,13 @@ enum Limits {
     static let sharesShown = 200
     /// Stack of a worker thread.
     static let workerStack = 1 << 20
+    /// Threads that unlink finished jobs (each unlink may wait for the disk: ext4 with
+    /// `discard` issues a discard per freed file; several waits overlap).
+    static let reaperThreads = 4
+    /// Jobs a reaper thread takes at once; a second thread is woken when more wait.
+    static let reaperBatch = 8
+    /// Finished jobs waiting for the reaper before a worker that finishes another waits.
+    static let reaperBacklog = 1024
+    /// Lines in a segment of a worker's finished log before it starts the next one.
+    static let finishedSegmentLines = 4096
 }

@@ -6,8 +6,12 @@
 extension SiteConfiguration {
     /// Pools that hold jobs in `spool` but that no worker serves: their mail would wait forever.
     public func unservedPools(in spool: Spool) -> [Pool] {
-        let pools = Set(((try? spool.jobs()) ?? []).map(\.pool))
-        return pools.filter { workers(serving: $0).isEmpty }.sorted()
+        unservedPools(among: ((try? spool.jobs()) ?? []).map(\.pool))
+    }
+
+    /// Of `pools` (those that hold jobs), the ones no worker serves.
+    public func unservedPools(among pools: some Sequence<Pool>) -> [Pool] {
+        Set(pools).filter { workers(serving: $0).isEmpty }.sorted()
     }
 
     /// Strict round-robin places of a worker, e.g. `A:1/2 -:1/3` (pool, place, workers of the pool).

@@ -55,7 +55,13 @@ public struct Spool: Sendable {
     /// Where a job of this name lies in `place`. The only function that builds a job's
     /// path: a `JobName` cannot hold a `/` or start with a dot, so no name escapes the spool.
     public func path(of name: JobName, in place: JobPlace) -> String {
-        directory(for: place) + "/" + name.fileName
+        let directory = directory(for: place)
+        var path = String()
+        path.reserveCapacity(directory.utf8.count + 1 + name.fileName.utf8.count)
+        path += directory
+        path += "/"
+        path += name.fileName
+        return path
     }
 
     public func directory(for place: JobPlace) -> String {
@@ -113,7 +119,16 @@ public struct Spool: Sendable {
     }
 
     public func journalPath(for name: JobName, inode: UInt64) -> String {
-        "\(stateDirectory)/\(name.fileName).\(inode).journal"
+        let number = String(inode)
+        var path = String()
+        path.reserveCapacity(root.utf8.count + 8 + name.fileName.utf8.count + 1 + number.utf8.count + 8)
+        path += root
+        path += "/.state/"
+        path += name.fileName
+        path += "."
+        path += number
+        path += ".journal"
+        return path
     }
 
     /// The journal files in `.state/` (full paths).

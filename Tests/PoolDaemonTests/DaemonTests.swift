@@ -55,6 +55,7 @@ final class DaemonTests: XCTestCase {
         }, "the workers' counters do not add up to what was delivered")
         kill(child.pid, SIGTERM)
         XCTAssertEqual(child.waitForExit(timeout: 15), 0, "SIGTERM: \(child.output.suffix(400))")
+        XCTAssertEqual(try FinishedLog.segments(in: fixture.spool), [], "a clean stop leaves no finished log: every finished job was removed")
         XCTAssertEqual(Set(try sink.messages().flatMap(\.recipients)).count, Set(jobs.deliveries.map(\.recipient)).count + 1)
         let after = try run("poolctl", ["--config", fixture.configPath, "status", "--json"])
         XCTAssertEqual(StatusSnapshot.decode(Array(after.out.utf8))?.daemon, "stopped")

@@ -34,6 +34,29 @@ final class ReplyParserTests: XCTestCase {
         }
     }
 
+    func testRepeatedTextsComeBackUnchangedAmongOthers() throws {
+        // The parser reuses the lines of recent one-line replies: the same text must still
+        // be itself, and a different text of the same length must not pass for it.
+        var text = ""
+        var expected: [SMTPReply] = []
+        for i in 0..<12 {
+            for reply in [SMTPReply(250, "2.1.0 Ok"), SMTPReply(250, "2.1.5 Ok"), SMTPReply(354, "End data"),
+                          SMTPReply(250, "2.0.0 Ok: queued as \(i % 3)"), SMTPReply(250, ""), SMTPReply(550, "5.1.1 no\u{7}")] {
+                text += "\(reply.code) \(reply.lines[0])\r\n"
+                expected.append(reply.lines[0].contains("\u{7}") ? SMTPReply(550, "5.1.1 no?") : reply)
+            }
+        }
+        XCTAssertEqual(try parse(text), expected)
+        XCTAssertEqual(try parse(text, chunk: 7), expected)
+    }
+
+    func testEnhancedCodeIsReadAsTheStringRulesSay() {
+        for text in ["2.0.0 Ok", "5.1.1 no such user", "4.7.0", "  2.1.5 ok", "5.01.1 x", "2.0.0, ok", "3.0.0 x", "5.1 x", "5.1.1234 x", "no", ""] {
+            let reply = SMTPReply(250, text)
+            XCTAssertEqual(reply.enhancedCode, reply.enhancedStatus.flatMap { EnhancedStatus($0) }, text)
+        }
+    }
+
     func testGarbageIsRefused() {
         for text in ["HELLO THIS IS NOT SMTP\r\n", "25\r\n", "250xok\r\n", "650 nope\r\n", "250-a\r\n251 b\r\n"] {
             XCTAssertThrowsError(try parse(text), text.debugDescription)

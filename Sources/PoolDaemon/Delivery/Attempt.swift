@@ -8,8 +8,7 @@ import SpoolKit
 enum Attempt {
     case plain(JobAttempt)
     case slice(SliceAttempt)
-    /// Only while a mutating method runs: the payload is moved out and back, so that its
-    /// arrays are changed in place instead of copied (copy-on-write sees one owner).
+    /// Never seen from outside: a placeholder kept for callers that move an attempt out.
     case moving
 
     var job: QueuedJob {
@@ -46,54 +45,52 @@ enum Attempt {
 
     /// The next transaction: its part (a part index, or a row), envelope and message.
     mutating func next() -> (part: Int, envelope: Envelope, message: any MessageSource)? {
-        switch self {
-        case .plain(var a):
-            self = .moving
-            defer { self = .plain(a) }
-            return a.next().map { ($0.part, $0.envelope, $0.message) }
-        case .slice(var a):
-            self = .moving
-            defer { self = .slice(a) }
-            return a.next().map { ($0.part, $0.envelope, $0.message) }
-        case .moving: return nil
+        var next: (part: Int, envelope: Envelope, message: any MessageSource)?
+        change { a in next = a.next().map { ($0.part, $0.envelope, $0.message) } } slice: { a in
+            next = a.next().map { ($0.part, $0.envelope, $0.message) }
         }
+        return next
     }
 
     mutating func record(_ result: TransactionResult, part: Int, worker: Int, relay: String) -> [SpoolEffect] {
-        switch self {
-        case .plain(var a):
-            self = .moving
-            defer { self = .plain(a) }
-            return a.record(result, part: part, worker: worker, relay: relay)
-        case .slice(var a):
-            self = .moving
-            defer { self = .slice(a) }
-            return a.record(result, part: part, worker: worker, relay: relay)
-        case .moving: return []
+        var effects: [SpoolEffect] = []
+        change { effects = $0.record(result, part: part, worker: worker, relay: relay) } slice: {
+            effects = $0.record(result, part: part, worker: worker, relay: relay)
         }
+        return effects
+    }
+
+    /// Runs `body` on a plain job's attempt, in place; nil for a slice.
+    mutating func withPlain<R>(_ body: (inout JobAttempt) -> R) -> R? {
+        var value: R?
+        change { value = body(&$0) } slice: { _ in }
+        return value
     }
 
     mutating func stop() {
-        switch self {
-        case .plain(var a): self = .moving; a.stop(); self = .plain(a)
-        case .slice(var a): self = .moving; a.stop(); self = .slice(a)
-        case .moving: break
-        }
+        change { $0.stop() } slice: { $0.stop() }
     }
 
     mutating func deferUnsent(_ outcome: RecipientOutcome) {
-        switch self {
-        case .plain(var a): self = .moving; a.deferUnsent(outcome); self = .plain(a)
-        case .slice(var a): self = .moving; a.deferUnsent(outcome); self = .slice(a)
-        case .moving: break
-        }
+        change { $0.deferUnsent(outcome) } slice: { $0.deferUnsent(outcome) }
     }
 
     mutating func bounceFailed(_ bounce: Bounce) {
-        switch self {
-        case .plain(var a): self = .moving; a.bounceFailed(bounce); self = .plain(a)
-        case .slice(var a): self = .moving; a.bounceFailed(bounce); self = .slice(a)
-        case .moving: break
+        change { $0.bounceFailed(bounce) } slice: { $0.bounceFailed(bounce) }
+    }
+
+    /// Changes the payload in place: it is moved out (`consume`), changed, and moved back,
+    /// so neither its fields are retained nor its arrays copied.
+    private mutating func change(_ plain: (inout JobAttempt) -> Void, slice: (inout SliceAttempt) -> Void) {
+        switch consume self {
+        case .plain(var a):
+            plain(&a)
+            self = .plain(a)
+        case .slice(var a):
+            slice(&a)
+            self = .slice(a)
+        case .moving:
+            self = .moving
         }
     }
 

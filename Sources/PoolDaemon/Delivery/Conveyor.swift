@@ -10,28 +10,29 @@ import SMTPClient
 import SpoolKit
 
 struct Conveyor {
-    private var attempts: [UInt32: Attempt] = [:]
-    /// Attempt ids in the order they were added.
-    private var order: [UInt32] = []
+    /// The open attempts in the order they were added (a handful at most: those with a
+    /// transaction in flight and the next), each changed in place.
+    private var slots: [(id: UInt32, attempt: Attempt)] = []
     private var nextID: UInt32 = 1
 
-    var isEmpty: Bool { attempts.isEmpty }
-    var jobs: [JobName] { order.compactMap { attempts[$0]?.job.name } }
+    var isEmpty: Bool { slots.isEmpty }
+    var jobs: [JobName] { slots.map { $0.attempt.job.name } }
+    /// The name of the job taken last.
+    var lastJob: JobName? { slots.last?.attempt.job.name }
     /// Some attempt has a part waiting to go out.
-    var canDraw: Bool { order.contains { attempts[$0]?.hasMore == true } }
+    var canDraw: Bool { slots.contains { $0.attempt.hasMore } }
 
     mutating func add(_ attempt: Attempt) {
         let id = nextID
         nextID = nextID == UInt32.max ? 1 : nextID + 1
-        attempts[id] = attempt
-        order.append(id)
+        slots.append((id, attempt))
     }
 
     /// The next transaction to submit, tagged, with the job's pool (for the rate limiter).
     mutating func draw() -> (tag: TransactionTag, envelope: Envelope, message: any MessageSource, pool: Pool)? {
-        for id in order where attempts[id]?.hasMore == true {
-            guard let next = attempts[id]?.next(), let pool = attempts[id]?.job.name.pool else { continue }
-            return (Conveyor.tag(id, next.part), next.envelope, next.message, pool)
+        for i in slots.indices where slots[i].attempt.hasMore {
+            guard let next = slots[i].attempt.next() else { continue }
+            return (Conveyor.tag(slots[i].id, next.part), next.envelope, next.message, slots[i].attempt.job.name.pool)
         }
         return nil
     }
@@ -39,42 +40,38 @@ struct Conveyor {
     /// A result applied to its attempt: the attempt's id and the effects it asks for.
     mutating func record(_ result: TransactionResult, worker: Int, relay: String) -> (id: UInt32, effects: [SpoolEffect])? {
         let (id, part) = Conveyor.split(result.tag)
-        guard let effects = attempts[id]?.record(result, part: part, worker: worker, relay: relay) else { return nil }
-        return (id, effects)
+        guard let i = slots.firstIndex(where: { $0.id == id }) else { return nil }
+        return (id, slots[i].attempt.record(result, part: part, worker: worker, relay: relay))
     }
 
     /// Runs `body` on the attempt `id` (the executor applies effects to it in place).
     mutating func update<T>(_ id: UInt32, _ body: (inout Attempt) -> T) -> T? {
-        // Moved out and back in: the attempt's arrays change in place (one owner).
-        guard var attempt = attempts.removeValue(forKey: id) else { return nil }
-        let value = body(&attempt)
-        attempts[id] = attempt
-        return value
+        guard let i = slots.firstIndex(where: { $0.id == id }) else { return nil }
+        return body(&slots[i].attempt)
     }
 
     /// No attempt sends another part; those in flight end as they will.
     mutating func stopAll() {
-        for id in order { attempts[id]?.stop() }
+        for i in slots.indices { slots[i].attempt.stop() }
     }
 
     /// Every attempt's unsent parts are deferred with `outcome`; returns the ids touched.
     mutating func deferUnsent(_ outcome: RecipientOutcome) -> [UInt32] {
         var touched: [UInt32] = []
-        for id in order where attempts[id]?.hasMore == true {
-            attempts[id]?.deferUnsent(outcome)
-            touched.append(id)
+        for i in slots.indices where slots[i].attempt.hasMore {
+            slots[i].attempt.deferUnsent(outcome)
+            touched.append(slots[i].id)
         }
         return touched
     }
 
     /// Removes and returns the attempts with nothing in flight and nothing left to send.
     mutating func takeSettled() -> [Attempt] {
+        guard slots.contains(where: { $0.attempt.isSettled }) else { return [] }
         var settled: [Attempt] = []
-        order.removeAll { id in
-            guard let attempt = attempts[id], attempt.isSettled else { return false }
-            settled.append(attempt)
-            attempts[id] = nil
-            return true
+        var i = 0
+        while i < slots.count {
+            if slots[i].attempt.isSettled { settled.append(slots.remove(at: i).attempt) } else { i += 1 }
         }
         return settled
     }

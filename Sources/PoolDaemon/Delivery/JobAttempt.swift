@@ -3,7 +3,9 @@
 // decided), each part goes out as one SMTP transaction, each transaction's result turns
 // into spool effects (journal lines, a DSN to spool, a part to send again now), and the
 // end of the attempt is one more effect: finish, defer or put back. The attempt does no
-// I/O of its own: `SpoolExecutor` applies the effects, in order.
+// I/O of its own: `SpoolExecutor` applies the effects, in order. The transaction that
+// settles the whole job gets no journal lines: the finish (the job's line in the finished
+// log) records it; they are journaled after all only if the job cannot leave.
 //
 // Retries inside an attempt: recipients a 452 turned away go in a new part at once; a
 // part the connection failed (421, dropped before its message was out, a spent session)
@@ -49,9 +51,16 @@ struct JobAttempt {
     let content: BSMTPJob
     /// The whole file, when it was small enough to be read once.
     let bytes: [UInt8]?
-    let journalPath: String
-    /// The journal as it stands on disk (the executor appends to it).
-    var journal: Journal
+    /// The job file as it was opened: its inode names the journal, and (inode, ctime) is
+    /// what the finished log records (`FinishedLog`).
+    let file: FileStatus
+    let spool: Spool
+    /// The journal: as it stands on disk, or nil while there is none (nearly every job);
+    /// the executor creates it with the first lines it must keep.
+    var journal: Journal?
+    /// The decisions of the transaction that ended the attempt, not journaled because the
+    /// job leaves the spool at once (`finish`); written after all if it cannot leave.
+    private(set) var unjournaled: [(key: RecipientKey, outcome: RecipientOutcome)] = []
     /// When the attempt began (wall clock).
     let began: Double
     /// The job has waited past QUEUE_LIFETIME: what is deferred now fails.
@@ -59,11 +68,15 @@ struct JobAttempt {
     let settings: DeliverySettings
     private(set) var parts: [Part]
     private var pending: FIFO<Int>
-    private var inFlight: Set<Int> = []
+    /// Parts in flight (a few at most: a list, no hash table per job).
+    private var inFlight: [Int] = []
     private var stopped = false
     /// Recipients deferred in this attempt, with their outcome.
     private(set) var deferrals: [RecipientKey: RecipientOutcome] = [:]
     private(set) var counters = AttemptCounters()
+
+    /// `.state/<name>.<inode>.journal`, built when asked (most jobs never need it).
+    var journalPath: String { journal?.path ?? spool.journalPath(for: job.name, inode: file.inode) }
 
     enum Opening {
         case ready(JobAttempt)
@@ -83,8 +96,10 @@ struct JobAttempt {
         let parsed: BSMTPJob
         let bytes: [UInt8]?
         do {
-            status = try FileSystem.status(path)
-            switch try JobReader.read(path: path) {
+            // One open: the status (inode) and the bytes come from the same descriptor.
+            let opened = try JobReader.open(path: path)
+            status = opened.status
+            switch opened.job {
             case .bsmtp(let job, let all): (parsed, bytes) = (job, all)
             case .merge(let merge): return .merge(merge, journalPath: spool.journalPath(for: job.name, inode: status.inode))
             }
@@ -97,27 +112,32 @@ struct JobAttempt {
         } catch {
             return .unreadable("cannot read \(path): \(error)")
         }
-        let journalPath = spool.journalPath(for: job.name, inode: status.inode)
-        let journal: Journal
-        do {
+        var journal: Journal?
+        if journals.mayHoldAny {
             // Most jobs have none: look on disk only for journals the daemon knows exist.
-            journal = journals.contains(journalPath) ? try Journal(path: journalPath) : Journal(absentAt: journalPath)
-        } catch {
-            // Without it the job would be sent again whole: better wait and say so.
-            return .unreadable("cannot read its journal \(journalPath): \(error)")
+            let journalPath = spool.journalPath(for: job.name, inode: status.inode)
+            if journals.contains(journalPath) {
+                do {
+                    journal = try Journal(path: journalPath)
+                } catch {
+                    // Without it the job would be sent again whole: better wait and say so.
+                    return .unreadable("cannot read its journal \(journalPath): \(error)")
+                }
+            }
         }
-        let expired = journal.firstAttempt.map { now - $0 > settings.queueLifetime } ?? false
-        return .ready(JobAttempt(job: job, path: path, content: parsed, bytes: bytes, journalPath: journalPath,
+        let expired = journal?.firstAttempt.map { now - $0 > settings.queueLifetime } ?? false
+        return .ready(JobAttempt(job: job, path: path, content: parsed, bytes: bytes, file: status, spool: spool,
                                  journal: journal, began: now, expired: expired, settings: settings))
     }
 
-    private init(job: QueuedJob, path: String, content: BSMTPJob, bytes: [UInt8]?, journalPath: String,
-                 journal: Journal, began: Double, expired: Bool, settings: DeliverySettings) {
+    private init(job: QueuedJob, path: String, content: BSMTPJob, bytes: [UInt8]?, file: FileStatus, spool: Spool,
+                 journal: Journal?, began: Double, expired: Bool, settings: DeliverySettings) {
         self.job = job
         self.path = path
         self.content = content
         self.bytes = bytes
-        self.journalPath = journalPath
+        self.file = file
+        self.spool = spool
         self.journal = journal
         self.began = began
         self.expired = expired
@@ -125,6 +145,23 @@ struct JobAttempt {
         parts = JobAttempt.plan(content, journal: journal, settings: settings)
         pending = FIFO()
         for p in parts.indices { pending.append(p) }
+    }
+
+    /// Appends to the journal, creating it first if need be; true when it was created.
+    mutating func appendJournal(_ records: [Journal.Record]) throws -> Bool {
+        let created = journal == nil
+        if created { journal = Journal(absentAt: journalPath) }
+        try journal!.append(records)
+        return created
+    }
+
+    /// The lines `record` left out because the job was to leave the spool at once: it
+    /// cannot, so they are journaled now (the job stays, and they must not go again).
+    mutating func journalUnjournaled() throws -> Bool {
+        guard !unjournaled.isEmpty else { return false }
+        let created = try appendJournal(unjournaled.map { Journal.Record(.delivered, $0.key, reply: $0.outcome.diagnostic) })
+        unjournaled = []
+        return created
     }
 
     // MARK: sending
@@ -137,7 +174,7 @@ struct JobAttempt {
     /// The next part to send: its index, envelope and message.
     mutating func next() -> (part: Int, envelope: Envelope, message: MessageReader)? {
         guard !stopped, let p = pending.popFirst() else { return nil }
-        inFlight.insert(p)
+        inFlight.append(p)
         let part = parts[p]
         let tx = content.transactions[part.transaction]
         let envelope = Envelope(sender: tx.sender, senderParameters: tx.senderParameters,
@@ -171,7 +208,7 @@ struct JobAttempt {
     /// by site, not in order); nil when it is no longer waiting.
     mutating func claim(_ p: Int) -> (envelope: Envelope, message: MessageReader)? {
         guard !stopped, p < parts.count, !inFlight.contains(p), pending.remove(p) else { return nil }
-        inFlight.insert(p)
+        inFlight.append(p)
         let part = parts[p]
         let tx = content.transactions[part.transaction]
         let envelope = Envelope(sender: tx.sender, senderParameters: tx.senderParameters,
@@ -183,7 +220,7 @@ struct JobAttempt {
     /// as `outcome` says (given the transaction and recipient index), without the relay.
     mutating func decide(_ p: Int, worker: Int, relay: String, _ outcome: (Int, Int) -> RecipientOutcome) -> [SpoolEffect] {
         guard pending.remove(p) else { return [] }
-        inFlight.insert(p)
+        inFlight.append(p)
         let part = parts[p]
         return record(TransactionResult(tag: TransactionTag(0), outcomes: part.members.map { outcome(part.transaction, $0) }),
                       part: p, worker: worker, relay: relay)
@@ -199,9 +236,12 @@ struct JobAttempt {
 
     // MARK: results
 
-    /// One transaction's result turned into spool effects.
+    /// One transaction's result turned into spool effects. When it settles the job whole
+    /// (every recipient now decided, nothing else to send or in flight, no DSN to spool),
+    /// its lines are not journaled: the job leaves the spool next (`.finish`), and that
+    /// is the record — as it was the record for a job of one transaction all along.
     mutating func record(_ result: TransactionResult, part p: Int, worker: Int, relay: String) -> [SpoolEffect] {
-        inFlight.remove(p)
+        if let i = inFlight.firstIndex(of: p) { inFlight.remove(at: i) }
         let part = parts[p]
         let tx = content.transactions[part.transaction]
         let retryNow: Bool
@@ -210,7 +250,7 @@ struct JobAttempt {
         case .newConnection: retryNow = !part.retried
         case .none: retryNow = false
         }
-        var decided: [Journal.Record] = []
+        var decided: [(key: RecipientKey, outcome: RecipientOutcome)] = []
         var failures: [Bounce.Failure] = []
         var tooMany: [Int] = []
         var again: [Int] = []
@@ -220,7 +260,7 @@ struct JobAttempt {
             switch outcome.kind {
             case .delivered:
                 accepted += 1
-                decided.append(.init(.delivered, key, reply: outcome.diagnostic))
+                decided.append((key, outcome))
             case .failed:
                 failures.append(Bounce.Failure(key: key, recipient: tx.recipients[i], outcome: outcome))
             case .deferred where retryNow:
@@ -255,14 +295,22 @@ struct JobAttempt {
         if accepted > 0 { counters.bytes += tx.wireSize }
 
         var effects: [SpoolEffect] = []
-        if !decided.isEmpty { effects.append(.journal(decided)) }
+        if !decided.isEmpty {
+            if failures.isEmpty && deferrals.isEmpty && inFlight.isEmpty && pending.isEmpty {
+                unjournaled = decided
+            } else {
+                effects.append(.journal(decided.map { Journal.Record(.delivered, $0.key, reply: $0.outcome.diagnostic) }))
+            }
+        }
         if !failures.isEmpty {
             effects.append(.bounce(Bounce(sender: tx.sender, headers: .transaction(path: path, tx), arrival: path, failures: failures, relay: relay)))
         }
         let first = result.outcomes.first { $0.kind == .delivered } ?? result.outcomes.first
-        let parts = part.split ? " part=\(part.number + 1)" : ""
-        let retried = again.isEmpty ? "" : result.retry == .notSent ? " resent=\(again.count)" : " retry=\(again.count)"
-        effects.append(.note(.info, "job=\(job.name) worker=\(worker) tx=\(part.transaction + 1)/\(content.transactions.count)\(parts) relay=\(relay) rcpts=\(part.members.count) accepted=\(accepted) deferred=\(deferred) failed=\(failures.count)\(retried) reply=\"\(first?.diagnostic ?? "")\""))
+        effects.append(.transactionNote(TransactionNote(
+            job: job.name, worker: worker, transaction: part.transaction + 1, transactions: content.transactions.count,
+            part: part.split ? part.number + 1 : nil, relay: relay, recipients: part.members.count,
+            accepted: accepted, deferred: deferred, failed: failures.count,
+            again: again.count, resent: result.retry == .notSent, reply: first)))
         return effects
     }
 
@@ -297,19 +345,29 @@ struct JobAttempt {
             return effects + [.expire(count: deferrals.count)]
         }
         let schedule = settings.retrySchedule
-        let due = now + schedule[min(journal.attempts, schedule.count - 1)]
+        let due = now + schedule[min(journal?.attempts ?? 0, schedule.count - 1)]
         let records = ordered.map { Journal.Record(.deferred, $0.key, reply: $0.value.diagnostic) }
         return [.deferral(records, due: due)]
     }
 
     /// The parts still to send, split at MAXBSMTP recipients and sorted as asked.
-    private static func plan(_ job: BSMTPJob, journal: Journal, settings: DeliverySettings,
-                             group: (Int, Int) -> Int = { _, _ in 0 }) -> [Part] {
+    private static func plan(_ job: BSMTPJob, journal: Journal?, settings: DeliverySettings) -> [Part] {
+        var parts: [Part] = []
+        parts.reserveCapacity(job.transactions.count)
+        for tx in job.transactions {
+            let members = undecided(tx, journal)
+            if !members.isEmpty { parts += plan(tx, members, settings: settings) }
+        }
+        return parts
+    }
+
+    /// The same, the recipients of each transaction grouped by `group` first.
+    private static func plan(_ job: BSMTPJob, journal: Journal?, settings: DeliverySettings,
+                             group: (Int, Int) -> Int) -> [Part] {
         var parts: [Part] = []
         for tx in job.transactions {
-            let undecided = tx.recipients.indices.filter { journal.decided[RecipientKey(tx.index, $0)] == nil }
             var groups: [Int: [Int]] = [:]
-            for r in undecided { groups[group(tx.index, r), default: []].append(r) }
+            for r in undecided(tx, journal) { groups[group(tx.index, r), default: []].append(r) }
             for key in groups.keys.sorted() {
                 guard let members = groups[key] else { continue }
                 parts += plan(tx, members, settings: settings)
@@ -318,11 +376,20 @@ struct JobAttempt {
         return parts
     }
 
+    /// The recipients of `tx` the journal does not say are decided.
+    private static func undecided(_ tx: Transaction, _ journal: Journal?) -> [Int] {
+        guard let journal else { return Array(tx.recipients.indices) }
+        return tx.recipients.indices.filter { journal.decided[RecipientKey(tx.index, $0)] == nil }
+    }
+
     /// A transaction's `members` in parts of at most MAXBSMTP, sorted as SORT_RECIPIENTS says.
     private static func plan(_ tx: Transaction, _ members: [Int], settings: DeliverySettings) -> [Part] {
         var members = members
         let sortNow = settings.sort == .byDomain
             || (settings.sort == .byDomainWhenSplit && tx.recipients.count > settings.maxRecipients)
+        if !sortNow && members.count <= settings.maxRecipients {
+            return [Part(transaction: tx.index, members: members, number: 0, split: false)]
+        }
         if sortNow {
             members = members.enumerated()
                 .sorted { (tx.recipients[$0.element].domain, $0.offset) < (tx.recipients[$1.element].domain, $1.offset) }

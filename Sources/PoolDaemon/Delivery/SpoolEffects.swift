@@ -1,12 +1,14 @@
 // What an attempt asks of the spool, as values, and the small executor that carries them
 // out in order. The order is the safety: a DSN is on disk before its recipients are
 // crossed off (F lines); decisions are in the journal before the job moves to deferred/
-// or back to the queue; the journal goes only after the job file. A failure of one step
+// or back to the queue; a finished job's line is in its worker's finished log before the
+// reaper removes it, and the journal goes only after the job file. A failure of one step
 // is logged naming the file and turns into the safe alternative (recipients stay
 // deferred, the job stays where it is); nothing is swallowed.
 
 import SMTPClient
 import SpoolKit
+import Synchronization
 
 enum SpoolEffect {
     /// Append these decisions to the journal (a plain job's own; a merge pass's, by row).
@@ -26,11 +28,91 @@ enum SpoolEffect {
     case sliceEnd(completed: Bool)
     /// A line for the log and the worker's log file.
     case note(Log.Level, String)
+    /// The line each transaction leaves in the log and the worker's log file.
+    case transactionNote(TransactionNote)
+}
+
+/// The facts of a transaction's log line, written straight into the line's bytes:
+/// `job=A1.MAIL worker=1 tx=1/1 relay=h rcpts=1 accepted=1 deferred=0 failed=0 reply="250 2.0.0 Ok"`.
+struct TransactionNote {
+    var job: JobName
+    var worker: Int
+    /// 1-based, of `transactions`.
+    var transaction: Int
+    var transactions: Int
+    /// 1-based, when MAXBSMTP split the transaction.
+    var part: Int?
+    var relay: String
+    var recipients: Int
+    var accepted: Int
+    var deferred: Int
+    var failed: Int
+    /// Recipients sent again at once, and whether they never reached the relay (resent)
+    /// rather than being turned away (retry).
+    var again: Int
+    var resent: Bool
+    /// The outcome the line quotes: the first delivered recipient's, else the first one's.
+    var reply: RecipientOutcome?
+
+    func write(into line: inout LogLine) {
+        line.append("job=" as StaticString)
+        line.append(job.fileName)
+        line.append(" worker=" as StaticString)
+        line.append(worker)
+        line.append(" tx=" as StaticString)
+        line.append(transaction)
+        line.append(byte: UInt8(ascii: "/"))
+        line.append(transactions)
+        if let part {
+            line.append(" part=" as StaticString)
+            line.append(part)
+        }
+        line.append(" relay=" as StaticString)
+        line.append(relay)
+        line.append(" rcpts=" as StaticString)
+        line.append(recipients)
+        line.append(" accepted=" as StaticString)
+        line.append(accepted)
+        line.append(" deferred=" as StaticString)
+        line.append(deferred)
+        line.append(" failed=" as StaticString)
+        line.append(failed)
+        if again > 0 {
+            line.append(resent ? " resent=" as StaticString : " retry=" as StaticString)
+            line.append(again)
+        }
+        line.append(" reply=\"" as StaticString)
+        if let reply { line.append(diagnostic: reply) }
+        line.append(byte: UInt8(ascii: "\""))
+    }
+}
+
+extension LogLine {
+    /// `outcome.diagnostic`, without building it for the common one-line reply.
+    mutating func append(diagnostic outcome: RecipientOutcome) {
+        guard case .reply(let reply, _) = outcome.origin, reply.lines.count == 1 else {
+            return append(outcome.diagnostic)
+        }
+        // As `SMTPReply.description`: the code, then the text without its outer spaces.
+        append(reply.code)
+        var text = reply.lines[0]
+        text.withUTF8 { bytes in
+            var low = 0, high = bytes.count
+            while low < high && bytes[low] == UInt8(ascii: " ") { low += 1 }
+            while high > low && bytes[high - 1] == UInt8(ascii: " ") { high -= 1 }
+            guard low < high else { return }
+            append(byte: UInt8(ascii: " "))
+            append(UnsafeBufferPointer(rebasing: bytes[low..<high]))
+        }
+    }
 }
 
 /// Where an attempt left its job, for the queue and the counters.
 enum Disposition {
     case finished
+    /// Finished, and its line is in the finished log: the reaper removes the file and then
+    /// tells the queue.
+    case leaving
     case deferred(JobPlace, due: Double)
     case putBack
     case quarantined
@@ -56,19 +138,23 @@ struct SpoolExecutor {
     let log: WorkerLog?
     /// DIST_FORWARD: a share message refused for good is received here instead of bounced.
     let distribution: Distribution?
+    /// This worker's finished log (nil: finished jobs are unlinked at once).
+    let finished: FinishedWriter?
 
     /// Applies `effects` to `attempt` in order; returns the jobs whose attempt ended.
     func apply(_ effects: [SpoolEffect], to attempt: inout Attempt) -> [Settlement] {
         var settled: [Settlement] = []
         var unreported: [Bounce.Failure] = []
         for effect in effects {
-            switch (effect, attempt) {
-            case (.journal(let records), _):
+            switch effect {
+            case .journal(let records):
                 write(records, for: &attempt)
-            case (.bounce(let bounce), .plain(let a)) where a.content.isShare && distribution != nil && bounce.isShareMessage:
-                // A share the relays refused for good: its rows are delivered here.
-                processHere(bounce, of: a, attempt: &attempt)
-            case (.bounce(let bounce), _):
+            case .bounce(let bounce):
+                if distribution != nil, bounce.isShareMessage, case .plain(let a) = attempt, a.content.isShare {
+                    // A share the relays refused for good: its rows are delivered here.
+                    processHere(bounce, of: a, attempt: &attempt)
+                    continue
+                }
                 do {
                     try bounces.spool(bounce, job: attempt.job.name)
                     write(bounce.failures.map { .init(.failed, $0.key, reply: $0.outcome.diagnostic) }, for: &attempt)
@@ -77,37 +163,54 @@ struct SpoolExecutor {
                     attempt.bounceFailed(bounce)
                     unreported += bounce.failures
                 }
-            case (.note(let level, let text), _):
+            case .note(let level, let text):
                 Log.write(level, text)
                 log?.write(text)
-            case (.finish, .plain(var a)):
-                settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
-                if let id = a.content.shareID, a.counters.delivered > 0 { distribution?.book.update(id, state: "accepted") }
-                attempt = .plain(a)
-            case (.expire, .plain(var a)) where unreported.isEmpty:
-                settled.append(Settlement(job: a.job, disposition: finish(&a), counters: a.counters))
-                attempt = .plain(a)
-            case (.expire, .plain(var a)):
-                // Some DSNs could not be spooled: those recipients wait, and are failed
-                // (and reported) again at the next attempt.
-                let records = unreported.map { Journal.Record(.deferred, $0.key, reply: $0.outcome.diagnostic) }
-                let disposition = deferral(records, due: clock.seconds + settings.retrySchedule[0], &a)
-                settled.append(Settlement(job: a.job, disposition: disposition, counters: a.counters))
-                attempt = .plain(a)
-            case (.deferral(let records, let due), .plain(var a)):
-                settled.append(Settlement(job: a.job, disposition: deferral(records, due: due, &a), counters: a.counters))
-                attempt = .plain(a)
-            case (.putBack, .plain(var a)):
-                syncOrLog(&a)
-                settled.append(Settlement(job: a.job, disposition: .putBack, counters: a.counters))
-                attempt = .plain(a)
-            case (.sliceEnd(let completed), .slice(let a)):
+            case .transactionNote(let note):
+                var text: String?
+                Log.write(.info) { line in
+                    let start = line.length
+                    note.write(into: &line)
+                    if log != nil { text = line.text(from: start) }
+                }
+                if let text { log?.write(text) }
+            case .finish, .expire, .deferral, .putBack:
+                // The end of a plain job's attempt: the attempt is changed in place.
+                let settlement = attempt.withPlain { a -> Settlement in
+                    let disposition: Disposition
+                    switch effect {
+                    case .expire where !unreported.isEmpty:
+                        // Some DSNs could not be spooled: those recipients wait, and are failed
+                        // (and reported) again at the next attempt.
+                        let records = unreported.map { Journal.Record(.deferred, $0.key, reply: $0.outcome.diagnostic) }
+                        disposition = deferral(records, due: clock.seconds + settings.retrySchedule[0], &a)
+                    case .deferral(let records, let due):
+                        disposition = deferral(records, due: due, &a)
+                    case .putBack:
+                        syncOrLog(&a)
+                        disposition = .putBack
+                    default:  // .finish, or .expire with every DSN spooled
+                        disposition = finish(&a)
+                        if case .finish = effect, let id = a.content.shareID, a.counters.delivered > 0 {
+                            distribution?.book.update(id, state: "accepted")
+                        }
+                    }
+                    return Settlement(job: a.job, disposition: disposition, counters: a.counters)
+                }
+                if let settlement {
+                    settled.append(settlement)
+                } else {
+                    Log.error("job=\(attempt.job.name): \(effect) does not apply to this attempt")
+                }
+            case .sliceEnd(let completed):
+                guard case .slice(let a) = attempt else {
+                    Log.error("job=\(attempt.job.name): \(effect) does not apply to this attempt")
+                    continue
+                }
                 settled.append(Settlement(job: a.job, disposition: completed ? .finished : .putBack, counters: a.counters))
                 if let ending = a.run.endSlice(a.index, completed: completed) {
                     settled.append(end(a.run, ending))
                 }
-            default:
-                Log.error("job=\(attempt.job.name): \(effect) does not apply to this attempt")
             }
         }
         return settled
@@ -156,16 +259,15 @@ struct SpoolExecutor {
     private func write(_ records: [Journal.Record], for attempt: inout Attempt) {
         guard !records.isEmpty else { return }
         switch attempt {
-        case .plain(var a):
-            attempt = .moving
-            defer { attempt = .plain(a) }
-            do {
-                try a.journal.append(records)
-                journals.insert(a.journalPath)
-            } catch {
-                // Without the lines the next attempt would send these again: stop here.
-                Log.error("job=\(a.job.name): cannot write its journal \(a.journalPath): \(error); stopping this attempt")
-                a.stop()
+        case .plain:
+            attempt.withPlain { a in
+                do {
+                    if try a.appendJournal(records) { journals.insert(a.journalPath) }
+                } catch {
+                    // Without the lines the next attempt would send these again: stop here.
+                    Log.error("job=\(a.job.name): cannot write its journal \(a.journalPath): \(error); stopping this attempt")
+                    a.stop()
+                }
             }
         case .slice(var a):
             do {
@@ -184,7 +286,8 @@ struct SpoolExecutor {
 
     private func syncOrLog(_ attempt: inout JobAttempt) {
         do {
-            try attempt.journal.sync()
+            if try attempt.journalUnjournaled() { journals.insert(attempt.journalPath) }
+            try attempt.journal?.sync()
         } catch {
             Log.error("job=\(attempt.job.name): cannot sync its journal \(attempt.journalPath): \(error)")
         }
@@ -192,10 +295,24 @@ struct SpoolExecutor {
 
     // MARK: the end of a plain job's attempt
 
+    /// Every recipient is decided: the job's line goes in the finished log and the reaper
+    /// removes it; without a finished log (or when its line cannot be written), it is
+    /// removed here.
     private func finish(_ attempt: inout JobAttempt) -> Disposition {
+        let journal = attempt.journal?.exists == true ? attempt.journalPath : nil
+        if let finished {
+            let mark = FinishedMark(name: attempt.job.name, place: attempt.job.place, inode: attempt.file.inode, changed: attempt.file.changed)
+            do {
+                try finished.finish(attempt.job, mark: mark, path: attempt.path, journal: journal)
+                if let journal { journals.remove(journal) }
+                return .leaving
+            } catch {
+                Log.warning("job=\(attempt.job.name): cannot write its line in the finished log (\(error)); removing it now")
+            }
+        }
         do {
-            try spool.finish(attempt.job.name, in: attempt.job.place, journal: attempt.journal.exists ? attempt.journalPath : nil)
-            journals.remove(attempt.journalPath)
+            try spool.finish(attempt.job.name, in: attempt.job.place, journal: journal)
+            if let journal { journals.remove(journal) }
             return .finished
         } catch {
             Log.error("job=\(attempt.job.name): delivered but cannot remove \(attempt.path): \(error)")
@@ -207,8 +324,8 @@ struct SpoolExecutor {
     private func deferral(_ records: [Journal.Record], due: Double, _ attempt: inout JobAttempt) -> Disposition {
         let name = attempt.job.name
         do {
-            try attempt.journal.append(records)
-            try attempt.journal.recordAttempt(at: attempt.began, next: due)
+            _ = try attempt.appendJournal(records)
+            try attempt.journal!.recordAttempt(at: attempt.began, next: due)
             journals.insert(attempt.journalPath)
         } catch {
             Log.error("job=\(name): cannot record its deferral in \(attempt.journalPath): \(error)")
@@ -296,10 +413,21 @@ struct SpoolExecutor {
 
 /// The journal files that exist, so that a job without one (nearly all) costs no failed
 /// open(2). Filled from a listing of `.state/` at start; kept by the workers after that.
+/// While it is empty (the usual case on a spool that drains) a look costs no lock.
 final class JournalRegistry: Sendable {
     private let paths: Locked<Set<String>>
-    init(_ initial: Set<String>) { paths = Locked(initial) }
+    private let count: Atomic<Int>
+    init(_ initial: Set<String>) {
+        paths = Locked(initial)
+        count = Atomic(initial.count)
+    }
+    /// False when no journal is known: `contains` would say no to any path.
+    var mayHoldAny: Bool { count.load(ordering: .acquiring) > 0 }
     func contains(_ path: String) -> Bool { paths.withLock { $0.contains(path) } }
-    func insert(_ path: String) { _ = paths.withLock { $0.insert(path) } }
-    func remove(_ path: String) { _ = paths.withLock { $0.remove(path) } }
+    func insert(_ path: String) {
+        paths.withLock { if $0.insert(path).inserted { count.add(1, ordering: .releasing) } }
+    }
+    func remove(_ path: String) {
+        paths.withLock { if $0.remove(path) != nil { count.subtract(1, ordering: .releasing) } }
+    }
 }

@@ -41,6 +41,8 @@ struct DeliveryContext: Sendable {
         guard let distribution, !journals.contains(journalPath) else { return false }
         return distribution.split(job, content, now: now)
     }
+    /// Removes finished jobs off the workers' path (nil: each worker removes its own).
+    let reaper: Reaper?
 }
 
 /// A message on its way to a relay that does not offer 8BITMIME (RFC 6152): converted to
@@ -70,30 +72,34 @@ enum SevenBitSafety {
 final class Worker: @unchecked Sendable {
     let spec: WorkerSpec
     let queue: JobQueue
-    let board: StatusBoard
+    /// This worker's slot on the status board (its own lock: workers never wait for each other there).
+    let board: StatusBoard.Slot
     let context: DeliveryContext
     let sessionSettings: SessionSettings
     let draining: Bool
     let calendar: Calendar
     let log: WorkerLog?
+    /// This worker's finished log, when the daemon has a reaper.
+    let finished: FinishedWriter?
     /// The daemon is stopping (checked before each transaction).
     let daemonStopping: @Sendable () -> Bool
     private let stopping = Atomic<Bool>(false)
     private let paused = Atomic<Bool>(false)
     private let done = NSCondition()
-    private var finished = false
+    private var ended = false
 
     init(spec: WorkerSpec, queue: JobQueue, board: StatusBoard, context: DeliveryContext, sessionSettings: SessionSettings,
          draining: Bool, calendar: Calendar, log: WorkerLog?, daemonStopping: @escaping @Sendable () -> Bool) {
         self.spec = spec
         self.queue = queue
-        self.board = board
+        self.board = board.slot(for: spec.id)
         self.context = context
         self.sessionSettings = sessionSettings
         self.draining = draining
         self.calendar = calendar
         self.log = log
         self.daemonStopping = daemonStopping
+        finished = context.reaper?.writer()
     }
 
     func start() {
@@ -106,8 +112,9 @@ final class Worker: @unchecked Sendable {
                 var shift = Shift(worker: self)
                 shift.run()
             }
+            self.finished?.close()
             done.lock()
-            finished = true
+            ended = true
             done.broadcast()
             done.unlock()
         }
@@ -127,7 +134,7 @@ final class Worker: @unchecked Sendable {
 
     func join() {
         done.lock()
-        while !finished { done.wait() }
+        while !ended { done.wait() }
         done.unlock()
     }
 
@@ -136,7 +143,7 @@ final class Worker: @unchecked Sendable {
     var executor: SpoolExecutor {
         SpoolExecutor(spool: context.spool, journals: context.journals, bounces: context.bounces, merges: context.merges,
                       settings: context.settings, heloName: context.heloName, clock: context.clock, log: log,
-                      distribution: context.distribution)
+                      distribution: context.distribution, finished: finished)
     }
 
     func settle(_ settlement: Settlement) { settle(settlement.job, settlement.disposition, settlement.counters) }
@@ -144,7 +151,8 @@ final class Worker: @unchecked Sendable {
     /// The queue and the board hear how a job's attempt ended.
     func settle(_ job: QueuedJob, _ disposition: Disposition, _ counters: AttemptCounters) {
         switch disposition {
-        case .finished, .quarantined, .vanished: queue.finished(job)
+        case .finished, .quarantined, .vanished: queue.finished([job])
+        case .leaving: break  // the reaper tells the queue once the file is gone
         case .deferred(let place, let due): queue.reschedule(job, to: place, due: due)
         case .putBack: queue.putBack(job)
         }
@@ -154,7 +162,7 @@ final class Worker: @unchecked Sendable {
             $0.failed += counters.failed
             $0.bytes += counters.bytes
             switch disposition {
-            case .finished, .quarantined: if job.slice == nil { $0.jobs += 1 }
+            case .finished, .leaving, .quarantined: if job.slice == nil { $0.jobs += 1 }
             default: break
             }
             if case .quarantined = disposition { $0.quarantined += 1 }
@@ -167,6 +175,7 @@ private struct Shift {
     let worker: Worker
     let primary: RelayRoute
     let failover: RelayRoute?
+    private let primaryOnly: [RelayRoute]
     /// The route whose connection carries the open attempts' transactions.
     var current: RelayRoute?
     var conveyor = Conveyor()
@@ -176,6 +185,7 @@ private struct Shift {
     init(worker: Worker) {
         self.worker = worker
         primary = RelayRoute(worker.spec.settings.relay, settings: worker.sessionSettings)
+        primaryOnly = [primary]
         failover = worker.spec.settings.failover.map { RelayRoute($0, settings: worker.sessionSettings) }
         executor = worker.executor
     }
@@ -191,7 +201,7 @@ private struct Shift {
                 continue
             }
             let open = worker.isOpenNow
-            let routes = [open ? primary : nil, failover].compactMap { $0 }.filter { !$0.isResting }
+            let routes = usableRoutes(open: open)
             if let current, !routes.contains(where: { $0 === current }) {
                 windDown()  // its window closed, or it failed: finish what is in flight there
             }
@@ -214,6 +224,14 @@ private struct Shift {
             sendAndReceive(routes: routes)
         }
         finish()
+    }
+
+    /// The routes that may be used now: the first host inside its windows, then the
+    /// failover; a resting one is left out. (The usual answer, the first host alone, is
+    /// a list kept ready: no list is built per message.)
+    private func usableRoutes(open: Bool) -> [RelayRoute] {
+        if failover == nil, open, !primary.isResting { return primaryOnly }
+        return [open ? primary : nil, failover].compactMap { $0 }.filter { !$0.isResting }
     }
 
     private enum Turn { case go, again, stop }
@@ -414,7 +432,9 @@ private struct Shift {
     }
 
     private mutating func concludeSettled() {
-        for var attempt in conveyor.takeSettled() {
+        var settled = conveyor.takeSettled()
+        settled.reverse()
+        while var attempt = settled.popLast() {  // moved out, not copied
             for settlement in executor.apply(attempt.conclusion(now: worker.context.clock.seconds), to: &attempt) {
                 worker.settle(settlement)
             }
@@ -422,8 +442,8 @@ private struct Shift {
         if conveyor.isEmpty {
             worker.board.update(id) { if $0.state == .busy { $0.state = .idle }; $0.job = nil }
         } else {
-            let jobs = conveyor.jobs
-            worker.board.update(id) { $0.job = jobs.last?.fileName }
+            let job = conveyor.lastJob
+            worker.board.update(id) { $0.job = job?.fileName }
         }
     }
 

@@ -1,5 +1,7 @@
-// The daemon composed: configuration → spool and its lock → index of jobs (first scan,
-// then the watcher) → workers → status. `run()` returns the exit status.
+// The daemon composed: configuration → spool and its lock → finished jobs a crash left
+// removed (the finished log) → index of jobs (first scan, then the watcher; the jobs the
+// scan found read ahead by the prefetcher) → workers, with the reaper that removes the
+// jobs they finish → status. `run()` returns the exit status.
 // In drain mode there is no watcher: every job due at start is tried once, and the run
 // ends when no due job is left and no worker holds one.
 // Shared state: the configuration in force and the worker list each live behind a
@@ -38,6 +40,10 @@ final class Daemon: Sendable {
     let shares = ShareBook()
     /// DIST_SECRET's key, read at start (nil without DIST_SECRET).
     private let shareKey = Locked<ShareKey?>(nil)
+    /// Removes finished jobs, off the workers' path.
+    let reaper: Reaper
+    /// Reads the jobs found at start into the page cache ahead of the workers.
+    let prefetcher: Prefetcher
     private let watcher = Locked<SpoolWatcher?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let started: Double
@@ -67,6 +73,8 @@ final class Daemon: Sendable {
         limiterInForce = Locked(RateLimiter(config.rateLimits))
         started = self.clock.seconds
         direct = Daemon.directDelivery(config, clock: self.clock)
+        reaper = Reaper(spool: spool, queue: queue)
+        prefetcher = Prefetcher(spool: spool, queue: queue)
     }
 
     /// DIST_FORWARD's splitter, when this instance forwards (and the key was read at start).
@@ -127,8 +135,17 @@ final class Daemon: Sendable {
             Log.notice("strict round-robin is active: a job with spool id k goes to the worker w with k ≡ w (mod N) of its pool; an unavailable worker's jobs pass on after \(config.strictRoundRobinWait) s")
         }
         AtomicFile.sweep(directory: spool.root, olderThan: Limits.temporaryFileAge, now: clock.seconds)
+        do {
+            // Jobs finished before a crash whose files were not removed yet: never sent again.
+            let removed = try FinishedLog.recover(spool)
+            if removed > 0 { Log.notice("removed \(removed) job(s) the finished log names (finished before the last stop)") }
+        } catch {
+            throw StartError.refused("cannot read the finished log in \(spool.stateDirectory): \(error)")
+        }
+        reaper.start()
         let found = try scanSpool()
-        for pool in config.unservedPools(in: spool) {
+        prefetcher.start(found.due)
+        for pool in config.unservedPools(among: found.pools.members) {
             Log.warning("pool \(pool) holds jobs but no worker serves it: they wait until a worker line says POOL=\(pool) (or POOL=*)")
         }
         Log.notice("poold \(draining ? "draining" : "serving") \(spool.root): \(found.queued) job(s) queued, \(found.deferred) deferred; \(config.workers.count) worker(s)")
@@ -192,7 +209,7 @@ final class Daemon: Sendable {
         let context = DeliveryContext(spool: spool, settings: settings, journals: journals, limiter: limiter,
                                       bounces: bounces, clock: clock, merges: merges, mergeSlice: config.mergeSlice,
                                       heloName: baseSettings.heloName, direct: direct,
-                                      distribution: distribution(config, heloName: baseSettings.heloName))
+                                      distribution: distribution(config, heloName: baseSettings.heloName), reaper: reaper)
         let description = Daemon.describe(spec.settings, roundRobin: config.roundRobinPlaces(worker: spec.id))
         let log = config.logDirectory.map { WorkerLog(directory: $0, worker: spec.id, header: "worker \(spec.id): \(description)") }
         var workerSettings: SessionSettings
@@ -236,10 +253,20 @@ final class Daemon: Sendable {
         queue.offer(jobs)
     }
 
+    /// A job found by the first look at the spool.
+    private struct Found {
+        var modified: Double
+        var size: Int64
+        var inode: UInt64
+        var name: JobName
+    }
+
     /// The first look at the spool: queued jobs oldest first, deferred jobs with the time
     /// their journal gives, and journals whose job is gone removed. A journal that cannot
     /// be read is named in the log, and its job waits for the first retry.
-    private func scanSpool() throws -> (queued: Int, deferred: Int) {
+    /// One listing and one fstatat(2) per job (no path is built per job); the index gets
+    /// the jobs in batches, so 100,000 jobs never exist twice over in memory.
+    private func scanSpool() throws -> (queued: Int, deferred: Int, pools: PoolSet, due: ChunkedFIFO<JobName>) {
         let existing: Set<String>
         do {
             existing = try spool.journals()
@@ -249,8 +276,9 @@ final class Daemon: Sendable {
         let firstRetry = config.retrySchedule[0]
         let now = clock.seconds
         /// When the job is due by its journal; nil when it has none.
-        func due(_ name: JobName, _ st: FileStatus) -> Double? {
-            let path = spool.journalPath(for: name, inode: st.inode)
+        func due(_ name: JobName, inode: UInt64) -> Double? {
+            guard !existing.isEmpty else { return nil }
+            let path = spool.journalPath(for: name, inode: inode)
             guard existing.contains(path) else { return nil }
             do {
                 return try Journal(path: path).nextAttempt
@@ -259,18 +287,25 @@ final class Daemon: Sendable {
                 return now + firstRetry
             }
         }
+        var queued = try list(spool.root)
+        queued.sort { ($0.modified, $0.name) < ($1.modified, $1.name) }
         var live: Set<String> = []
-        var queued: [(name: JobName, st: FileStatus)] = []
-        for name in try spool.jobs() {
-            guard let st = try? FileSystem.status(spool.path(of: name, in: .queued)), st.isRegular else { continue }
-            queued.append((name, st))
-        }
-        queued.sort { ($0.st.modified, $0.name) < ($1.st.modified, $1.name) }
+        var pools = PoolSet.none
+        var dueNow = ChunkedFIFO<JobName>()
         var offers: [JobOffer] = []
+        offers.reserveCapacity(min(queued.count, Daemon.scanBatch))
         var deferredCount = 0
+        func offerBatch(force: Bool = false) {
+            guard force || offers.count >= Daemon.scanBatch else { return }
+            // In a drain, jobs not yet due are left alone.
+            if draining { offers.removeAll { ($0.due ?? 0) > now } }
+            queue.offer(offers)
+            offers.removeAll(keepingCapacity: true)
+        }
         for job in queued {
-            live.insert("\(job.name.fileName).\(job.st.inode)")
-            if let next = due(job.name, job.st), next > now {
+            pools.insert(job.name.pool)
+            if !existing.isEmpty { live.insert("\(job.name.fileName).\(job.inode)") }
+            if let next = due(job.name, inode: job.inode), next > now {
                 // Deferred, but the crash came before the move to deferred/.
                 var place = JobPlace.queued
                 do {
@@ -279,25 +314,31 @@ final class Daemon: Sendable {
                 } catch {
                     Log.error("job=\(job.name): cannot move it to \(spool.deferredDirectory): \(error)")
                 }
-                offers.append(JobOffer(name: job.name, place: place, size: job.st.size, due: draining ? .infinity : next))
+                offers.append(JobOffer(name: job.name, place: place, size: job.size, due: draining ? .infinity : next))
                 deferredCount += 1
             } else {
-                offers.append(JobOffer(name: job.name, place: .queued, size: job.st.size, due: nil))
+                offers.append(JobOffer(name: job.name, place: .queued, size: job.size, due: nil))
+                dueNow.append(job.name)
             }
+            offerBatch()
         }
-        let deferredNames: [JobName]
+        let queuedCount = queued.count
+        queued = []
+        let deferredJobs: [Found]
         do {
-            deferredNames = try spool.jobs(in: spool.deferredDirectory)
+            deferredJobs = try list(spool.deferredDirectory)
         } catch {
             Log.error("cannot list \(spool.deferredDirectory): \(error); its jobs wait until the next start")
-            deferredNames = []
+            deferredJobs = []
         }
-        for name in deferredNames {
-            guard let st = try? FileSystem.status(spool.path(of: name, in: .deferred)), st.isRegular else { continue }
-            live.insert("\(name.fileName).\(st.inode)")
-            offers.append(JobOffer(name: name, place: .deferred, size: st.size, due: due(name, st) ?? 0))
+        for job in deferredJobs {
+            pools.insert(job.name.pool)
+            if !existing.isEmpty { live.insert("\(job.name.fileName).\(job.inode)") }
+            offers.append(JobOffer(name: job.name, place: .deferred, size: job.size, due: due(job.name, inode: job.inode) ?? 0))
             deferredCount += 1
+            offerBatch()
         }
+        offerBatch(force: true)
         let orphans = Set(spool.orphans(among: existing, live: live))
         for orphan in orphans {
             do {
@@ -307,10 +348,23 @@ final class Daemon: Sendable {
             }
         }
         for path in existing.subtracting(orphans) { journals.insert(path) }
-        // In a drain, jobs not yet due are left alone.
-        if draining { offers.removeAll { ($0.due ?? 0) > now } }
-        queue.offer(offers)
-        return (queued.count, deferredCount)
+        return (queuedCount, deferredCount, pools, dueNow)
+    }
+
+    /// Jobs offered to the index at once during the first scan.
+    private static let scanBatch = 4096
+
+    /// The regular files with job names in `directory`, with their status.
+    private func list(_ directory: String) throws -> [Found] {
+        let descriptor = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY)
+        defer { descriptor.close() }
+        var found: [Found] = []
+        try FileSystem.forEachEntry(in: directory) { entry in
+            guard entry.isRegular != false, let name = JobName(bytes: entry.name),
+                  let st = try? FileSystem.status(of: name.fileName, in: descriptor), st.isRegular else { return }
+            found.append(Found(modified: st.modified, size: st.size, inode: st.inode, name: name))
+        }
+        return found
     }
 
     /// Runs until the workers end (drain) or `shutdown()`; returns the exit status.
@@ -320,6 +374,7 @@ final class Daemon: Sendable {
             var tick = 0
             while !stopping.load(ordering: .relaxed) {
                 Thread.sleep(forTimeInterval: Double(Limits.statusInterval.components.seconds))
+                if stopping.load(ordering: .relaxed) { break }  // the last status is written by `wait`
                 let snapshot = writeStatus()
                 tick += 1
                 if tick % Limits.metricsEvery == 0 { writeMetrics(snapshot, config: config) }
@@ -339,6 +394,9 @@ final class Daemon: Sendable {
         control.withLock { $0?.stop() }
         watcher.withLock { $0?.stop() }
         queue.stop()
+        prefetcher.stop()
+        reaper.drain()
+        reaper.stop()
         try? FileSystem.unlink(spool.statusPath, missingOK: true)
         var last = board.snapshot(queue: queue, spool: spool, started: started, merges: merges.progress(now: clock.seconds), sites: direct?.sites.snapshot() ?? [],
                                       shares: shares.snapshot())

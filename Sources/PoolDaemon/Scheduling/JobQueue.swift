@@ -8,6 +8,9 @@
 // Invariant: a job is in at most one of {a lane, the timetable, in hand}, and `known`
 // holds exactly the jobs in those three; a job offered again while known is ignored
 // (inotify and the rescan both report every job).
+// Memory: a queued job costs its `QueuedJob` (48 bytes, the name inline for names of up to
+// 15 bytes) in a lane of fixed-size chunks (no doubling slack, no copy as it grows) and its
+// `JobKey` (24 bytes) in `known`: about 120 bytes with the set's spare room.
 
 import SMTPClient
 import Dispatch
@@ -17,21 +20,48 @@ import Synchronization
 struct JobKey: Hashable, Sendable {
     var name: JobName
     var place: JobPlace
-    /// A slice of a mail-merge pass, or nil for the job itself.
-    var slice: Int?
+    /// A slice of a mail-merge pass, or -1 for the job itself.
+    private var sliceIndex: Int32
+
+    init(name: JobName, place: JobPlace, slice: Int?) {
+        self.name = name
+        self.place = place
+        sliceIndex = slice.map { Int32($0) } ?? -1
+    }
 }
 
+/// A job in the index. Kept small (48 bytes): the index holds one per queued job.
 struct QueuedJob: Sendable {
     var name: JobName
-    var place: JobPlace
     var size: Int64
     /// Arrival order: smaller is older.
     var sequence: UInt64
+    private var earmarkValue: Int32
+    private var sliceIndex: Int32
+    private var sizeClassValue: UInt16
+    var place: JobPlace
+
+    init(name: JobName, place: JobPlace, size: Int64, sequence: UInt64, earmark: Int = 0, sizeClass: Int = 0, slice: Int? = nil) {
+        self.name = name
+        self.place = place
+        self.size = size
+        self.sequence = sequence
+        earmarkValue = Int32(earmark)
+        sizeClassValue = UInt16(sizeClass)
+        sliceIndex = slice.map { Int32($0) } ?? -1
+    }
+
     /// The worker strict round-robin earmarks it for, 0 for any.
-    var earmark: Int = 0
-    var sizeClass: Int = 0
+    var earmark: Int {
+        get { Int(earmarkValue) }
+        set { earmarkValue = Int32(newValue) }
+    }
+    var sizeClass: Int {
+        get { Int(sizeClassValue) }
+        set { sizeClassValue = UInt16(newValue) }
+    }
     /// A slice of a mail-merge pass (`MergeRun`): any worker of its pool may take it.
-    var slice: Int?
+    var slice: Int? { sliceIndex < 0 ? nil : Int(sliceIndex) }
 
     var key: JobKey { JobKey(name: name, place: place, slice: slice) }
 }
@@ -80,21 +110,86 @@ extension FIFO where Element: Equatable {
     }
 }
 
+/// A FIFO in chunks of fixed size: it grows a chunk at a time (no doubling, no copy of what
+/// it holds) and gives a chunk back as soon as it is read, so a lane of 100,000 jobs costs
+/// their bytes and little more.
+struct ChunkedFIFO<Element> {
+    static var chunkSize: Int { 1024 }
+    private var chunks: [[Element]] = []
+    /// Index of the next element in `chunks[0]`.
+    private var head = 0
+    private(set) var count = 0
+
+    var isEmpty: Bool { count == 0 }
+    var first: Element? { isEmpty ? nil : chunks[0][head] }
+
+    mutating func append(_ element: Element) {
+        if chunks.isEmpty || chunks[chunks.count - 1].count == Self.chunkSize {
+            var chunk: [Element] = []
+            chunk.reserveCapacity(Self.chunkSize)
+            chunks.append(chunk)
+        }
+        chunks[chunks.count - 1].append(element)
+        count += 1
+    }
+
+    mutating func pushFront(_ element: Element) {
+        if head > 0 {
+            head -= 1
+            chunks[0][head] = element
+        } else {
+            chunks.insert([element], at: 0)
+        }
+        count += 1
+    }
+
+    mutating func popFirst() -> Element? {
+        guard count > 0 else { return nil }
+        let element = chunks[0][head]
+        head += 1
+        count -= 1
+        if head == chunks[0].count {
+            chunks.removeFirst()
+            head = 0
+        }
+        return element
+    }
+
+    /// Every element, first to last.
+    var all: [Element] {
+        var result: [Element] = []
+        result.reserveCapacity(count)
+        for (i, chunk) in chunks.enumerated() { result += chunk[(i == 0 ? head : 0)...] }
+        return result
+    }
+}
+
+extension ChunkedFIFO: Sendable where Element: Sendable {}
+
 final class JobQueue: Sendable {
-    private struct Lane: Hashable, Sendable {
+    private struct Lane: Equatable, Sendable {
         var earmark: Int
         var sizeClass: Int
     }
 
+    /// One pool's lanes: (earmark, size class) pairs, few (usually one), searched in order.
+    private struct PoolLanes: Sendable {
+        var lanes: [(lane: Lane, jobs: ChunkedFIFO<QueuedJob>)] = []
+        var jobs = 0
+        var bytes: Int64 = 0
+
+        func index(of lane: Lane) -> Int? { lanes.firstIndex { $0.lane == lane } }
+    }
+
     private struct State: Sendable {
-        var lanes: [Pool: [Lane: FIFO<QueuedJob>]] = [:]
+        /// Indexed by `JobQueue.slot(of:)`: the default pool, then A...Z.
+        var lanes = [PoolLanes](repeating: PoolLanes(), count: Pool.all.count)
         var timetable = Timetable()
         var known: Set<JobKey> = []
-        var inHand: [JobKey: QueuedJob] = [:]
+        /// Jobs in hand, by their sequence number (unique per offer: a cheap key).
+        var inHand: [UInt64: QueuedJob] = [:]
         /// Workers that cannot take jobs now (down, closed, paused, stopped), and since when.
         var unavailableSince: [Int: Double] = [:]
-        /// Jobs and bytes in the lanes per pool, kept as they change (status reads them each second).
-        var laneTotals: [Pool: (jobs: Int, bytes: Int64)] = [:]
         var sequence: UInt64 = 0
         var stopping = false
         /// Pools on hold (`poolctl hold POOL`): nobody takes their jobs until released.
@@ -108,6 +203,10 @@ final class JobQueue: Sendable {
     private let state: Locked<State>
     private let draining: Bool
     private let clock: WallClock
+    private let handedOutCount = Atomic<Int>(0)
+
+    /// Jobs handed to workers so far (the prefetcher keeps a window ahead of it).
+    var handedOut: Int { handedOutCount.load(ordering: .relaxed) }
 
     init(policy: DispatchPolicy, draining: Bool, clock: WallClock = .system) {
         state = Locked(State(policy: policy))
@@ -183,7 +282,10 @@ final class JobQueue: Sendable {
                 if s.stopping { return (.finished, wakeup, 0) }
                 let now = clock.seconds
                 Self.promoteDue(now: now, in: &s)
-                if let job = Self.popNext(worker: worker, pools: pools, now: now, in: &s) { return (.job(job), wakeup, 0) }
+                if let job = Self.popNext(worker: worker, pools: pools, now: now, in: &s) {
+                    handedOutCount.add(1, ordering: .relaxed)
+                    return (.job(job), wakeup, 0)
+                }
                 if draining && s.inHand.isEmpty { return (.finished, wakeup, 0) }
                 s.waiting[worker] = pools
                 // Wake for the next due job, and at least once a second: strict round-robin's
@@ -207,15 +309,25 @@ final class JobQueue: Sendable {
             if s.stopping { return nil }
             let now = clock.seconds
             Self.promoteDue(now: now, in: &s)
-            return Self.popNext(worker: worker, pools: pools, now: now, in: &s)
+            let job = Self.popNext(worker: worker, pools: pools, now: now, in: &s)
+            if job != nil { handedOutCount.add(1, ordering: .relaxed) }
+            return job
         }
     }
 
     /// The job left the spool (delivered, bounced, quarantined or vanished).
-    func finished(_ job: QueuedJob) {
+    func finished(_ job: QueuedJob) { finished([job]) }
+
+    /// The jobs left the spool (one lock for a batch, as the reaper removes them).
+    /// `removed` false: finished, but the file could not be removed; it stays known, so
+    /// that no rescan offers it again (the next start removes it).
+    func finished(_ jobs: [QueuedJob], removed: Bool = true) {
+        guard !jobs.isEmpty else { return }
         let wake = state.withLock { s -> [DispatchSemaphore] in
-            s.inHand[job.key] = nil
-            s.known.remove(job.key)
+            for job in jobs {
+                s.inHand[job.sequence] = nil
+                if removed { s.known.remove(job.key) }
+            }
             // A drain ends when nothing is in hand: the waiting workers must see it.
             return draining && s.inHand.isEmpty ? Self.waiters(serving: .all, in: &s) : []
         }
@@ -225,7 +337,7 @@ final class JobQueue: Sendable {
     /// The job stays (now in `place`) and is due again at `due`; a drain does not retry it.
     func reschedule(_ job: QueuedJob, to place: JobPlace, due: Double) {
         let wake = state.withLock { s -> [DispatchSemaphore] in
-            s.inHand[job.key] = nil
+            s.inHand[job.sequence] = nil
             s.known.remove(job.key)
             if !draining {
                 var moved = job
@@ -242,7 +354,7 @@ final class JobQueue: Sendable {
     /// goes back to the front of its lane.
     func putBack(_ job: QueuedJob) {
         let wake = state.withLock { s -> [DispatchSemaphore] in
-            s.inHand[job.key] = nil
+            s.inHand[job.sequence] = nil
             Self.enqueue(job, in: &s, front: true)
             var pools = PoolSet.none
             pools.insert(job.name.pool)
@@ -255,9 +367,8 @@ final class JobQueue: Sendable {
     func replacePolicy(_ newPolicy: DispatchPolicy) {
         let wake = state.withLock { s -> [DispatchSemaphore] in
             s.policy = newPolicy
-            let jobs = s.lanes.values.flatMap { $0.values.flatMap { Array($0.all) } }.sorted { $0.sequence < $1.sequence }
-            s.lanes = [:]
-            s.laneTotals = [:]
+            let jobs = s.lanes.flatMap { $0.lanes.flatMap { $0.jobs.all } }.sorted { $0.sequence < $1.sequence }
+            s.lanes = [PoolLanes](repeating: PoolLanes(), count: Pool.all.count)
             for var job in jobs {
                 job.earmark = job.slice == nil ? newPolicy.earmark(job.name) : 0
                 job.sizeClass = newPolicy.sizeClass(job.size)
@@ -298,14 +409,15 @@ final class JobQueue: Sendable {
     /// Takes a queued or deferred (not in hand) job out of the index, for `poolctl hold JOB`.
     func remove(named name: JobName) -> QueuedJob? {
         state.withLock { s in
-            for (pool, poolLanes) in s.lanes {
-                for (lane, fifo) in poolLanes {
-                    guard let job = fifo.all.first(where: { $0.name == name && $0.slice == nil }) else { continue }
-                    var kept = FIFO<QueuedJob>()
-                    for j in fifo.all where j.key != job.key { kept.append(j) }
-                    s.lanes[pool]?[lane] = kept
-                    let total = s.laneTotals[pool] ?? (0, 0)
-                    s.laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
+            for p in s.lanes.indices {
+                for l in s.lanes[p].lanes.indices {
+                    let jobs = s.lanes[p].lanes[l].jobs.all
+                    guard let job = jobs.first(where: { $0.name == name && $0.slice == nil }) else { continue }
+                    var kept = ChunkedFIFO<QueuedJob>()
+                    for j in jobs where j.key != job.key { kept.append(j) }
+                    s.lanes[p].lanes[l].jobs = kept
+                    s.lanes[p].jobs -= 1
+                    s.lanes[p].bytes -= job.size
                     s.known.remove(job.key)
                     return job
                 }
@@ -318,7 +430,7 @@ final class JobQueue: Sendable {
         }
     }
 
-    func isInHand(named name: JobName) -> Bool { state.withLock { s in s.inHand.keys.contains { $0.name == name } } }
+    func isInHand(named name: JobName) -> Bool { state.withLock { s in s.inHand.values.contains { $0.name == name } } }
 
     func stop() {
         let wake = state.withLock { s -> [DispatchSemaphore] in
@@ -337,7 +449,7 @@ final class JobQueue: Sendable {
     func counts() -> Counts {
         state.withLock { s in
             var c = Counts()
-            for (pool, total) in s.laneTotals where total.jobs > 0 { c.queued[pool] = total }
+            for (p, pool) in Pool.all.enumerated() where s.lanes[p].jobs > 0 { c.queued[pool] = (s.lanes[p].jobs, s.lanes[p].bytes) }
             for (_, job) in s.inHand {
                 let prior = c.queued[job.name.pool] ?? (0, 0)
                 c.queued[job.name.pool] = (prior.jobs + 1, prior.bytes + job.size)
@@ -350,14 +462,27 @@ final class JobQueue: Sendable {
 
     // MARK: - under the lock
 
+    /// A pool's place in `State.lanes`.
+    private static func slot(of pool: Pool) -> Int {
+        pool == .default ? 0 : Int(pool.byte - UInt8(ascii: "A")) + 1
+    }
+
     private static func enqueue(_ job: QueuedJob, in s: inout State, front: Bool = false) {
-        let total = s.laneTotals[job.name.pool] ?? (0, 0)
-        s.laneTotals[job.name.pool] = (total.jobs + 1, total.bytes + job.size)
+        let p = slot(of: job.name.pool)
         let lane = Lane(earmark: job.earmark, sizeClass: job.sizeClass)
-        if front {
-            s.lanes[job.name.pool, default: [:]][lane, default: FIFO()].pushFront(job)
+        s.lanes[p].jobs += 1
+        s.lanes[p].bytes += job.size
+        let l: Int
+        if let found = s.lanes[p].index(of: lane) {
+            l = found
         } else {
-            s.lanes[job.name.pool, default: [:]][lane, default: FIFO()].append(job)
+            s.lanes[p].lanes.append((lane, ChunkedFIFO()))
+            l = s.lanes[p].lanes.count - 1
+        }
+        if front {
+            s.lanes[p].lanes[l].jobs.pushFront(job)
+        } else {
+            s.lanes[p].lanes[l].jobs.append(job)
         }
     }
 
@@ -372,35 +497,36 @@ final class JobQueue: Sendable {
         return s.policy.substitute(for: owner, in: pool) { s.unavailableSince[$0] == nil } == worker
     }
 
-    /// The lane `worker` should take from now: inside each pool the smallest size bin
-    /// first, across pools the oldest head.
-    private static func pick(worker: Int, pools: PoolSet, now: Double, in s: State) -> (Pool, Lane)? {
+    /// The lane `worker` should take from now (pool slot, lane index): inside each pool the
+    /// smallest size bin first, across pools the oldest head.
+    private static func pick(worker: Int, pools: PoolSet, now: Double, in s: State) -> (Int, Int)? {
         let maxClass = s.policy.maxClass[worker]
-        var best: (pool: Pool, lane: Lane, sequence: UInt64)?
-        for (pool, poolLanes) in s.lanes where pools.contains(pool) && !s.heldPools.contains(pool) {
-            var poolBest: (lane: Lane, priority: Int, sequence: UInt64)?
-            for (lane, fifo) in poolLanes {
-                guard let head = fifo.first else { continue }
+        var best: (pool: Int, lane: Int, sequence: UInt64)?
+        for (p, pool) in Pool.all.enumerated() where s.lanes[p].jobs > 0 && pools.contains(pool) && !s.heldPools.contains(pool) {
+            var poolBest: (lane: Int, priority: Int, sequence: UInt64)?
+            for (l, entry) in s.lanes[p].lanes.enumerated() {
+                guard let head = entry.jobs.first else { continue }
+                let lane = entry.lane
                 if let maxClass, lane.sizeClass > maxClass { continue }
                 if !mayTake(lane.earmark, worker: worker, pool: pool, now: now, in: s) { continue }
                 let priority = s.policy.priorityOfClass[lane.sizeClass]
                 if let b = poolBest, (b.priority, b.sequence) <= (priority, head.sequence) { continue }
-                poolBest = (lane, priority, head.sequence)
+                poolBest = (l, priority, head.sequence)
             }
-            guard let p = poolBest else { continue }
-            if let b = best, b.sequence <= p.sequence { continue }
-            best = (pool, p.lane, p.sequence)
+            guard let b = poolBest else { continue }
+            if let best, best.sequence <= b.sequence { continue }
+            best = (p, b.lane, b.sequence)
         }
         return best.map { ($0.pool, $0.lane) }
     }
 
     /// Takes the job `pick` chooses out of its lane and into hand.
     private static func popNext(worker: Int, pools: PoolSet, now: Double, in s: inout State) -> QueuedJob? {
-        guard let (pool, lane) = pick(worker: worker, pools: pools, now: now, in: s),
-              let job = s.lanes[pool]?[lane]?.popFirst() else { return nil }
-        let total = s.laneTotals[pool] ?? (1, job.size)
-        s.laneTotals[pool] = (total.jobs - 1, total.bytes - job.size)
-        s.inHand[job.key] = job
+        guard let (p, l) = pick(worker: worker, pools: pools, now: now, in: s),
+              let job = s.lanes[p].lanes[l].jobs.popFirst() else { return nil }
+        s.lanes[p].jobs -= 1
+        s.lanes[p].bytes -= job.size
+        s.inHand[job.sequence] = job
         return job
     }
 

@@ -52,16 +52,13 @@ public enum SMTPCommand: Sendable, Equatable, CustomStringConvertible {
         return String(decoding: bytes.dropLast(2), as: UTF8.self)
     }
 
-    /// The MAIL and RCPT commands of `envelope` for a relay with `extensions` (EHLO
-    /// keywords, upper case); `size` is announced when the relay offers SIZE.
-    static func envelope(_ envelope: Envelope, size: Int64?, extensions: Set<String>) -> (mail: SMTPCommand, recipients: [SMTPCommand]) {
+    /// The MAIL command of `envelope` (no list of parameters is built when there are none).
+    static func mail(_ envelope: Envelope, size: Int64?, extensions: Set<String>) -> SMTPCommand {
+        if size == nil && envelope.senderParameters.isEmpty { return .mail(sender: envelope.sender, parameters: []) }
         var mailParameters: [String] = []
         if let size { mailParameters.append("SIZE=\(size)") }
         for p in envelope.senderParameters where keep(p, extensions) { mailParameters.append(p) }
-        let recipients = envelope.recipients.map { r in
-            SMTPCommand.recipient(address: r.address, parameters: r.parameters.filter { keep($0, extensions) })
-        }
-        return (.mail(sender: envelope.sender, parameters: mailParameters), recipients)
+        return .mail(sender: envelope.sender, parameters: mailParameters)
     }
 
     /// Parameters the relay can take: those of extensions it advertised, and unknown ones.

@@ -217,12 +217,13 @@ public struct SMTPConversation: Sendable {
         let byChunk = policy.chunking && request.unstuffedSize != nil
         let overlapping = !flights.isEmpty
         var steps: [Step] = []
+        steps.reserveCapacity(request.envelope.recipients.count + 3)
         if overlapping ? flights.contains(where: \.byChunk) : link == .dirty {
             steps.append(.reset)
             link = .clean  // once the RSET is through; a refusal is a fault
         }
         steps.append(.mail)
-        steps += request.envelope.recipients.indices.map { Step.recipient($0) }
+        for r in request.envelope.recipients.indices { steps.append(.recipient(r)) }
         steps.append(byChunk ? .chunk : .data)
         flights.append(Flight(request: request, byChunk: byChunk,
                               recipients: Array(repeating: .awaiting, count: request.envelope.recipients.count),
@@ -242,27 +243,25 @@ public struct SMTPConversation: Sendable {
     }
 
     private mutating func write(_ step: Step, flight i: Int) {
-        let request = flights[i].request
-        let tag = request.tag
+        let tag = flights[i].request.tag
         switch step {
         case .reset:
             actions.append(.write(.reset))
             owed.append(.reset)
         case .mail:
-            let commands = SMTPCommand.envelope(request.envelope, size: policy.sizeLimit != nil ? request.wireSize : nil,
-                                                extensions: policy.extensions)
-            actions.append(.write(commands.mail))
+            let size = policy.sizeLimit != nil ? flights[i].request.wireSize : nil
+            actions.append(.write(SMTPCommand.mail(flights[i].request.envelope, size: size, extensions: policy.extensions)))
             owed.append(.mail(tag))
         case .recipient(let r):
-            let recipient = request.envelope.recipients[r]
-            actions.append(.write(.recipient(address: recipient.address,
-                                             parameters: recipient.parameters.filter { SMTPCommand.keep($0, policy.extensions) })))
+            let parameters = flights[i].request.envelope.recipients[r].parameters
+            actions.append(.write(.recipient(address: flights[i].request.envelope.recipients[r].address,
+                                             parameters: parameters.isEmpty ? parameters : parameters.filter { SMTPCommand.keep($0, policy.extensions) })))
             owed.append(.recipient(tag, r))
         case .data:
             actions.append(.write(.data))
             owed.append(.data(tag))
         case .chunk:
-            let size = request.unstuffedSize ?? request.wireSize
+            let size = flights[i].request.unstuffedSize ?? flights[i].request.wireSize
             actions.append(.write(.chunk(size: size, last: true)))
             actions.append(.writeMessage(tag, .unstuffed(size)))
             owed.append(.final(tag))

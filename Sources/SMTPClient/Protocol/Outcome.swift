@@ -183,7 +183,7 @@ public struct RecipientOutcome: Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(kind.rawValue): \(diagnostic)" }
 
     private static func derivedStatus(_ kind: Kind, _ origin: Origin) -> EnhancedStatus {
-        if let text = originReply(origin)?.enhancedStatus, let status = EnhancedStatus(text),
+        if let status = originReply(origin)?.enhancedCode,
            status.klass == (kind == .delivered ? 2 : kind == .failed ? 5 : 4) {
             return status
         }

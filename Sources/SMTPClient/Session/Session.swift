@@ -9,6 +9,9 @@
 @preconcurrency import Glibc
 #endif
 
+/// Used by one thread at a time (its worker's): the byte loop's state below is marked
+/// `@exclusivity(unchecked)`, since no two accesses to it can overlap there and the
+/// runtime's check costs a thread-local lookup on each of the many accesses per message.
 public final class SMTPSession {
     public let host: String
     /// When set, the connection goes to exactly this address (an MX host's address); `host`
@@ -16,11 +19,11 @@ public final class SMTPSession {
     public let address: IPAddress?
     public let port: UInt16
     public let settings: SessionSettings
-    public internal(set) var capabilities = Capabilities()
+    @exclusivity(unchecked) public internal(set) var capabilities = Capabilities()
     /// The greeting's text, for status.
     public private(set) var greeting: SMTPReply?
     /// Transactions submitted on this session (all its connections).
-    public internal(set) var transactionCount = 0
+    @exclusivity(unchecked) public internal(set) var transactionCount = 0
     /// The remote address actually connected to.
     public var peer: String { transport?.socket.peer ?? "\(host):\(port)" }
     /// The relay's name as a DSN's `Remote-MTA: dns;` wants it: the host, no port.
@@ -37,23 +40,23 @@ public final class SMTPSession {
     /// False in a build without the package trait `TLS`: no STARTTLS, no smtps.
     public static var isTLSAvailable: Bool { TLSSupport.isAvailable }
 
-    var transport: (any Transport)?
-    var parser = ReplyParser()
+    @exclusivity(unchecked) var transport: (any Transport)?
+    @exclusivity(unchecked) var parser = ReplyParser()
     /// The transactions of the open connection; nil when closed.
-    var conversation: SMTPConversation?
+    @exclusivity(unchecked) var conversation: SMTPConversation?
     /// Commands and small messages not yet written: one buffer, reused.
-    var output: [UInt8] = []
+    @exclusivity(unchecked) var output: [UInt8] = []
     /// True when `output` holds message bytes (its flush gets the data-block deadline).
-    var outputHoldsMessage = false
+    @exclusivity(unchecked) var outputHoldsMessage = false
     /// The messages of transactions submitted and not yet written.
-    var messages: [TransactionTag: any MessageSource] = [:]
+    @exclusivity(unchecked) var messages: [TransactionTag: any MessageSource] = [:]
     /// `advance()` handed control back once with output held, for another transaction.
-    var offeredRoom = false
+    @exclusivity(unchecked) var offeredRoom = false
     /// Results for the next `advance()`: decided without the relay (submitted while
     /// closed), or read by `send` for other transactions.
-    var unsentResults: [TransactionResult] = []
-    var lastUsed = ContinuousClock.now
-    private var readBuffer = [UInt8](repeating: 0, count: 16384)
+    @exclusivity(unchecked) var unsentResults: [TransactionResult] = []
+    @exclusivity(unchecked) var lastUsed = ContinuousClock.now
+    @exclusivity(unchecked) private var readBuffer = [UInt8](repeating: 0, count: 16384)
     /// Kept across reconnects: loading a CA store is not free.
     var tlsContext: TLSContext?
 

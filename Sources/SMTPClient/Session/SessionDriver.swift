@@ -6,8 +6,9 @@
 //
 // `advance()` returns as soon as results are ready, or when the output is held with room
 // for another transaction (the caller may add one so that its envelope goes in the same
-// write as the previous message); called again, it sends and reads. A session never
-// calls back into its caller.
+// write as the previous message; after each one added, room is offered again, so with
+// CHUNKING a third goes out before the first reply); called again, it sends and reads.
+// A session never calls back into its caller.
 
 public struct OutgoingTransaction {
     public var tag: TransactionTag
@@ -49,6 +50,7 @@ extension SMTPSession {
         }
         messages[transaction.tag] = transaction.message
         conversation?.submit(request)
+        offeredRoom = false  // room taken: another may be offered before the next read
     }
 
     /// Writes and reads until results are ready, or until the output is held with room for
@@ -69,6 +71,11 @@ extension SMTPSession {
                 }
             case .read(let wait):
                 if !results.isEmpty { return results }
+                // Before output held for this write goes out, the caller may add a
+                // transaction the conversation has room for: its commands join the same
+                // write. Offered again after each submitted transaction (with CHUNKING, up
+                // to `transactionsInFlight` go out before the first reply); declined, the
+                // session writes and reads.
                 if !offeredRoom, !output.isEmpty, conversation?.hasRoom == true {
                     offeredRoom = true
                     return results

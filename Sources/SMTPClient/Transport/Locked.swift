@@ -8,7 +8,9 @@ import Foundation
 
 public final class Locked<Value>: @unchecked Sendable {
     private let lock = NSLock()
-    private var value: Value
+    /// Reached only under `lock`, which is what keeps two accesses apart: the runtime's
+    /// exclusivity check (a thread-local lookup on every call) would only repeat it.
+    @exclusivity(unchecked) private var value: Value
 
     public init(_ value: Value) { self.value = value }
 

@@ -94,6 +94,19 @@ public enum BSMTPReader {
             }
             var i = 0
             while i < chunk.count {
+                if state == .inMessage && messageLineLength == 0 {
+                    // Whole message lines: one memchr each, no call per line.
+                    i = messageLines(chunk, from: i, at: chunkOffset)
+                    if i == chunk.count { return }
+                    if state == .inMessage {
+                        // The last line of the chunk is cut: the general path keeps its start.
+                        messageLineFirst = chunk[i]
+                        messageLineLast = chunk[chunk.count - 1]
+                        messageLineLength = chunk.count - i
+                        return
+                    }
+                    continue
+                }
                 let found = memchr(base + i, 10, chunk.count - i)
                 let end = found.map { base.distance(to: UnsafeRawPointer($0)) } ?? chunk.count
                 let segment = UnsafeRawBufferPointer(rebasing: chunk[i..<end])
@@ -113,6 +126,48 @@ public enum BSMTPReader {
             }
         }
 
+        /// Message lines that end inside `chunk`, from `start` (a line start): each adds its
+        /// wire size (content + CRLF) and whether it is dot-stuffed; the `.` line ends the
+        /// message. Returns where it stopped: the chunk's end, the start of a line the chunk
+        /// cuts, or the line after the message.
+        mutating func messageLines(_ chunk: UnsafeRawBufferPointer, from start: Int, at chunkOffset: Int64) -> Int {
+            let base = chunk.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let count = chunk.count
+            var i = start
+            var wire: Int64 = 0, stuffed: Int64 = 0, lines = 0
+            defer {
+                if current != nil {
+                    current!.wireSize += wire
+                    current!.stuffedLines += stuffed
+                }
+            }
+            while i < count {
+                guard let lf = memchr(base + i, 10, count - i) else { break }
+                let end = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(lf))
+                let length = end - i
+                let content = length > 0 && base[end - 1] == 13 ? length - 1 : length
+                if content == 1 && base[i] == UInt8(ascii: ".") {
+                    current!.wireSize += wire
+                    current!.stuffedLines += stuffed
+                    (wire, stuffed) = (0, 0)
+                    current!.messageEnd = chunkOffset + Int64(i)
+                    transactions.append(current!)
+                    current = nil
+                    state = .betweenTransactions
+                    line += lines + 1
+                    lineStart = chunkOffset + Int64(end + 1)
+                    return end + 1
+                }
+                wire += Int64(content + 2)
+                if length > 0 && base[i] == UInt8(ascii: ".") { stuffed += 1 }
+                lines += 1
+                i = end + 1
+            }
+            line += lines
+            lineStart = chunkOffset + Int64(i)
+            return i
+        }
+
         mutating func endOfLine(nextLineStart: Int64) throws {
             if state == .inMessage {
                 let endsInCR = messageLineLength > 0 && messageLineLast == 13
@@ -128,10 +183,10 @@ public enum BSMTPReader {
                 }
                 messageLineLength = 0
             } else {
-                var text = envelopeLine[...]
-                if text.last == 13 { text.removeLast() }
-                try envelope(text, nextLineStart: nextLineStart)
-                envelopeLine.removeAll(keepingCapacity: true)
+                let end = envelopeLine.last == 13 ? envelopeLine.count - 1 : envelopeLine.count
+                try envelope(envelopeLine[0..<end], nextLineStart: nextLineStart)
+                // Emptied in place (the slice above is gone): the buffer serves the next line.
+                envelopeLine.removeSubrange(0..<envelopeLine.count)
             }
             line += 1
             lineStart = nextLineStart

@@ -81,6 +81,11 @@ public struct MessageReader {
     /// The same transformation from the bytes in memory: runs without a LF go out as they
     /// are; a LF without its CR gets one.
     private func streamFromMemory(_ bytes: [UInt8], _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if end - start == wireSize {
+            // Every line already ends in CRLF (the wire size counts two bytes per line end):
+            // the message goes as it lies.
+            return try bytes.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[Int(start)..<Int(end)])) }
+        }
         try bytes.withUnsafeBytes { raw in
             let base = raw.baseAddress!
             var runStart = Int(start)

@@ -21,26 +21,32 @@ public enum JobReader {
     /// Reads and checks the job at `path` (one open, and for a small job one read, as
     /// `BSMTPReader.load`).
     public static func read(path: String) throws -> SpoolJob {
+        try open(path: path).job
+    }
+
+    /// Reads and checks the job at `path`, with the file's status (its inode names its
+    /// journal): one open, one fstat and, for a small job, one read.
+    public static func open(path: String) throws -> (job: SpoolJob, status: FileStatus) {
         let fd = try FileDescriptor.open(path, O_RDONLY)
         defer { fd.close() }
-        let size = try fd.status().size
+        let status = try fd.status()
+        let size = status.size
         if size <= BSMTPReader.inMemoryLimit {
-            var bytes = [UInt8](repeating: 0, count: Int(size))
-            var filled = 0
-            while filled < bytes.count {
-                let n = try bytes.withUnsafeMutableBytes {
-                    try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...]), at: Int64(filled))
+            // Read straight into the array's storage: no zero-filling, no second copy.
+            let bytes = try [UInt8](unsafeUninitializedCapacity: Int(size)) { buffer, count in
+                count = 0
+                while count < buffer.count {
+                    let n = try fd.read(into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[count...])), at: Int64(count))
+                    if n == 0 { break }
+                    count += n
                 }
-                if n == 0 { break }
-                filled += n
             }
-            if filled < bytes.count { bytes.removeSubrange(filled...) }
-            return try parse(bytes)
+            return (try parse(bytes), status)
         }
         var head = [UInt8](repeating: 0, count: sniffLength)
         let n = try head.withUnsafeMutableBytes { try fd.read(into: $0, at: 0) }
-        if isMerge(head[0..<n]) { return .merge(try MergeReader.read(.file(fd), size: size)) }
-        return .bsmtp(try BSMTPReader.read(fd), bytes: nil)
+        if isMerge(head[0..<n]) { return (.merge(try MergeReader.read(.file(fd), size: size)), status) }
+        return (.bsmtp(try BSMTPReader.read(fd), bytes: nil), status)
     }
 
     /// Checks a job held in memory.
@@ -57,17 +63,28 @@ public enum JobReader {
             let end = head[start...].firstIndex(of: 10) ?? head.endIndex
             let line = head[start..<end]
             start = end == head.endIndex ? end : head.index(after: end)
-            let word = TemplateCompiler.upper(line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != 13 })
+            let word = line.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != 13 }
             if word.isEmpty {
                 if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == 13 }) { continue }
                 return false
             }
-            if !sawHello && (word == Array("HELO".utf8) || word == Array("EHLO".utf8)) {
+            if !sawHello && (isWord(word, "HELO") || isWord(word, "EHLO")) {
                 sawHello = true
                 continue
             }
-            return word == Array("MERGE".utf8)
+            return isWord(word, "MERGE")
         }
         return false
+    }
+
+    /// `bytes` is `word` (ASCII, upper or lower case alike).
+    private static func isWord(_ bytes: some Collection<UInt8>, _ word: StaticString) -> Bool {
+        guard bytes.count == word.utf8CodeUnitCount else { return false }
+        var k = 0
+        for b in bytes {
+            if (b >= 97 && b <= 122 ? b - 32 : b) != word.utf8Start[k] { return false }
+            k += 1
+        }
+        return true
     }
 }

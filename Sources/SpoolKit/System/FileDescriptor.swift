@@ -1,5 +1,5 @@
 // One typed layer over the file system calls the spool needs (open, read, write, fsync,
-// rename, link, unlink, the spool's OFD lock through fcntl(F_OFD_SETLK), directory
+// stat, lstat, fstatat, posix_fadvise, rename, link, unlink, the spool's OFD lock through fcntl(F_OFD_SETLK), directory
 // listing). For these calls EINTR is retried here and only here; every failure becomes a
 // `SystemError` that names the call, the path and errno. (The other raw calls of SpoolKit
 // are inotify's, in SpoolWatcher.swift: a read that fails there is read again at the next
@@ -121,6 +121,12 @@ public struct FileDescriptor: Sendable, Hashable {
         return lock.l_type != Int16(F_UNLCK)
     }
 
+    /// `posix_fadvise(POSIX_FADV_WILLNEED)`: the kernel starts reading the file into the page
+    /// cache now, without waiting for it. Only a hint: a failure is ignored.
+    public func willNeed() {
+        _ = posix_fadvise(rawValue, 0, 0, POSIX_FADV_WILLNEED)
+    }
+
     /// `ftruncate(2)`.
     public func truncate(to size: Int64) throws {
         guard retryingEINTR({ Glibc.ftruncate(rawValue, off_t(size)) }) == 0 else { throw SystemError("ftruncate") }
@@ -133,6 +139,9 @@ public struct FileStatus: Sendable, Equatable {
     public var inode: UInt64
     public var device: UInt64
     public var modified: Double  // seconds since the epoch
+    /// The inode's last change (ctime), in nanoseconds since the epoch. No program can set
+    /// it, so (inode, ctime) tells one file from a later one that reuses its inode number.
+    public var changed: Int64
     public var isRegular: Bool
     public var isDirectory: Bool
     public var mode: UInt32
@@ -142,6 +151,7 @@ public struct FileStatus: Sendable, Equatable {
         inode = UInt64(st.st_ino)
         device = UInt64(st.st_dev)
         modified = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        changed = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
         isRegular = (st.st_mode & S_IFMT) == S_IFREG
         isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
         mode = UInt32(st.st_mode & 0o7777)
@@ -154,6 +164,20 @@ public enum FileSystem {
     public static func status(_ path: String) throws -> FileStatus {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
+        return FileStatus(st)
+    }
+
+    /// `lstat(2)`: a symbolic link is reported as itself, not followed.
+    public static func linkStatus(_ path: String) throws -> FileStatus {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw SystemError("lstat", path: path) }
+        return FileStatus(st)
+    }
+
+    /// `fstatat(2)` of `name` in the open directory `directory` (no path to build or walk).
+    public static func status(of name: String, in directory: FileDescriptor) throws -> FileStatus {
+        var st = stat()
+        guard fstatat(directory.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { throw SystemError("fstatat", path: name) }
         return FileStatus(st)
     }
 
@@ -205,6 +229,34 @@ public enum FileSystem {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
+    }
+
+    /// An entry of a directory listing: its name's bytes, its inode and whether it is a
+    /// regular file (nil when the file system does not say: DT_UNKNOWN).
+    public struct Entry {
+        public var name: UnsafeBufferPointer<UInt8>
+        public var inode: UInt64
+        public var isRegular: Bool?
+    }
+
+    /// Calls `body` for each entry of a directory (not `.` and `..`), in no particular
+    /// order, with the name's bytes valid only during the call: a listing of 100,000 names
+    /// builds no string for names the caller skips.
+    public static func forEachEntry(in directory: String, _ body: (Entry) throws -> Void) throws {
+        guard let dir = Glibc.opendir(directory) else { throw SystemError("opendir", path: directory) }
+        defer { Glibc.closedir(dir) }
+        while let entry = Glibc.readdir(dir) {
+            let inode = UInt64(entry.pointee.d_ino)
+            let type = entry.pointee.d_type
+            try withUnsafeBytes(of: &entry.pointee.d_name) { raw in
+                let base = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                let length = strnlen(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
+                if length == 1 && base[0] == UInt8(ascii: ".") { return }
+                if length == 2 && base[0] == UInt8(ascii: ".") && base[1] == UInt8(ascii: ".") { return }
+                let regular: Bool? = type == UInt8(DT_UNKNOWN) ? nil : type == UInt8(DT_REG)
+                try body(Entry(name: UnsafeBufferPointer(start: base, count: length), inode: inode, isRegular: regular))
+            }
+        }
     }
 
     /// Reads a small file whole (configuration, journals, `.why` files).

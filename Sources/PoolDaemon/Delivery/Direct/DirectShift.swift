@@ -103,7 +103,7 @@ struct DirectShift {
         var groupOfDomain: [String: Int] = [:]
         var decided: [String: RecipientOutcome] = [:]
         for tx in attempt.content.transactions {
-            for (r, recipient) in tx.recipients.enumerated() where attempt.journal.decided[RecipientKey(tx.index, r)] == nil {
+            for (r, recipient) in tx.recipients.enumerated() where attempt.journal?.decided[RecipientKey(tx.index, r)] == nil {
                 let domain = recipient.domain
                 guard groupOfDomain[domain] == nil else { continue }
                 switch resolve(domain) {
