@@ -32,81 +32,6 @@ enum SpoolEffect {
     case transactionNote(TransactionNote)
 }
 
-/// The facts of a transaction's log line, written straight into the line's bytes:
-/// `job=A1.MAIL worker=1 tx=1/1 relay=h rcpts=1 accepted=1 deferred=0 failed=0 reply="250 2.0.0 Ok"`.
-struct TransactionNote {
-    var job: JobName
-    var worker: Int
-    /// 1-based, of `transactions`.
-    var transaction: Int
-    var transactions: Int
-    /// 1-based, when MAXBSMTP split the transaction.
-    var part: Int?
-    var relay: String
-    var recipients: Int
-    var accepted: Int
-    var deferred: Int
-    var failed: Int
-    /// Recipients sent again at once, and whether they never reached the relay (resent)
-    /// rather than being turned away (retry).
-    var again: Int
-    var resent: Bool
-    /// The outcome the line quotes: the first delivered recipient's, else the first one's.
-    var reply: RecipientOutcome?
-
-    func write(into line: inout LogLine) {
-        line.append("job=" as StaticString)
-        line.append(job.fileName)
-        line.append(" worker=" as StaticString)
-        line.append(worker)
-        line.append(" tx=" as StaticString)
-        line.append(transaction)
-        line.append(byte: UInt8(ascii: "/"))
-        line.append(transactions)
-        if let part {
-            line.append(" part=" as StaticString)
-            line.append(part)
-        }
-        line.append(" relay=" as StaticString)
-        line.append(relay)
-        line.append(" rcpts=" as StaticString)
-        line.append(recipients)
-        line.append(" accepted=" as StaticString)
-        line.append(accepted)
-        line.append(" deferred=" as StaticString)
-        line.append(deferred)
-        line.append(" failed=" as StaticString)
-        line.append(failed)
-        if again > 0 {
-            line.append(resent ? " resent=" as StaticString : " retry=" as StaticString)
-            line.append(again)
-        }
-        line.append(" reply=\"" as StaticString)
-        if let reply { line.append(diagnostic: reply) }
-        line.append(byte: UInt8(ascii: "\""))
-    }
-}
-
-extension LogLine {
-    /// `outcome.diagnostic`, without building it for the common one-line reply.
-    mutating func append(diagnostic outcome: RecipientOutcome) {
-        guard case .reply(let reply, _) = outcome.origin, reply.lines.count == 1 else {
-            return append(outcome.diagnostic)
-        }
-        // As `SMTPReply.description`: the code, then the text without its outer spaces.
-        append(reply.code)
-        var text = reply.lines[0]
-        text.withUTF8 { bytes in
-            var low = 0, high = bytes.count
-            while low < high && bytes[low] == UInt8(ascii: " ") { low += 1 }
-            while high > low && bytes[high - 1] == UInt8(ascii: " ") { high -= 1 }
-            guard low < high else { return }
-            append(byte: UInt8(ascii: " "))
-            append(UnsafeBufferPointer(rebasing: bytes[low..<high]))
-        }
-    }
-}
-
 /// Where an attempt left its job, for the queue and the counters.
 enum Disposition {
     case finished
@@ -408,26 +333,5 @@ struct SpoolExecutor {
             return .deferred(job.place, due: clock.seconds + settings.retrySchedule[0])
         }
         return finishMerge(run)
-    }
-}
-
-/// The journal files that exist, so that a job without one (nearly all) costs no failed
-/// open(2). Filled from a listing of `.state/` at start; kept by the workers after that.
-/// While it is empty (the usual case on a spool that drains) a look costs no lock.
-final class JournalRegistry: Sendable {
-    private let paths: Locked<Set<String>>
-    private let count: Atomic<Int>
-    init(_ initial: Set<String>) {
-        paths = Locked(initial)
-        count = Atomic(initial.count)
-    }
-    /// False when no journal is known: `contains` would say no to any path.
-    var mayHoldAny: Bool { count.load(ordering: .acquiring) > 0 }
-    func contains(_ path: String) -> Bool { paths.withLock { $0.contains(path) } }
-    func insert(_ path: String) {
-        paths.withLock { if $0.insert(path).inserted { count.add(1, ordering: .releasing) } }
-    }
-    func remove(_ path: String) {
-        paths.withLock { if $0.remove(path) != nil { count.subtract(1, ordering: .releasing) } }
     }
 }
