@@ -1,6 +1,6 @@
-// libFuzzer entry for SMTPClient's reply parser, compiled with Protocol/Reply.swift by
-// scripts/fuzz: any byte stream, cut anywhere, gives replies or a syntax error, never a
-// crash, and every reply has a code from 200 to 599.
+// libFuzzer entry for SMTPClient's reply parser, compiled with Protocol/Reply.swift (and
+// Outcome.swift, for the enhanced status) by scripts/fuzz: any byte stream, cut anywhere,
+// gives replies or a syntax error, never a crash, and every reply has a code from 200 to 599.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {

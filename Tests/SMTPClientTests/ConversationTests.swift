@@ -238,6 +238,20 @@ final class ConversationTests: XCTestCase {
         XCTAssertEqual(m.nextAction(), .closed(.resetRefused(SMTPReply(500, "what"))))
     }
 
+    func testATransactionSubmittedAfterQUITIsReturnedNotSent() {
+        // Found by the conversation fuzzer: it used to wait forever once the 221 came.
+        var m = SMTPConversation(policy: Self.pipelined)
+        m.quit()
+        XCTAssertEqual(m.nextAction(), .write(.quit))
+        XCTAssertEqual(m.nextAction(), .read(.command))
+        m.submit(Self.request(1, 1))
+        m.receive(SMTPReply(221, "2.0.0 bye"))
+        guard case .result(let r) = m.nextAction() else { return XCTFail("no result for the late transaction") }
+        XCTAssertEqual(r.tag, TransactionTag(1))
+        XCTAssertEqual(r.retry, .notSent)
+        XCTAssertEqual(m.nextAction(), .closed(.notConnected("closed after QUIT")))
+    }
+
     func testDotStuffingIsUndoneAcrossAnyChunkBoundary() {
         let stuffed = Array("..one\r\ntwo.\r\n...three\r\n.\r\n\r\n.x".utf8)
         let expected = Array(".one\r\ntwo.\r\n..three\r\n\r\n\r\nx".utf8)

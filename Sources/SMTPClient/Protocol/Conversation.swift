@@ -114,8 +114,7 @@ public struct SMTPConversation: Sendable {
         if reply.code == 421 { return fail(.closing(reply)) }
         switch item {
         case .quit:
-            link = .closed(.notConnected("closed after QUIT"))
-            actions.append(.closed(.notConnected("closed after QUIT")))
+            close(.notConnected("closed after QUIT"))
         case .reset:
             guard reply.isPositiveCompletion else { return fail(.resetRefused(reply)) }
             if flights.isEmpty && link == .dirty { link = .clean }
@@ -156,9 +155,14 @@ public struct SMTPConversation: Sendable {
         }
         actions = kept
         while !flights.isEmpty { finish(0) }
+        owed.removeAll()
+        close(fault)
+    }
+
+    /// The connection is over: those still waiting never reached it and go on the next one.
+    private mutating func close(_ fault: ConnectionFault) {
         for request in waiting { actions.append(.result(Self.notSent(request, fault))) }
         waiting.removeAll()
-        owed.removeAll()
         link = .closed(fault)
         actions.append(.closed(fault))
     }
@@ -175,11 +179,7 @@ public struct SMTPConversation: Sendable {
         }
         if let first = owed.first { return .read(Self.wait(for: first)) }
         if case .closingWhenSettled(let fault) = link, flights.isEmpty {
-            // Those still waiting never reached this connection: they go on the next one.
-            for request in waiting { actions.append(.result(Self.notSent(request, fault))) }
-            waiting.removeAll()
-            link = .closed(fault)
-            actions.append(.closed(fault))
+            close(fault)
             return nextAction()
         }
         return .idle
