@@ -21,7 +21,8 @@ let package = Package(
     targets: [
         // SpoolKit signs and checks Distribute shares with libcrypto's HMAC-SHA256.
         .target(name: "SpoolKit",
-                dependencies: [.target(name: "COpenSSL", condition: .when(traits: ["TLS"]))]),
+                dependencies: [.target(name: "COpenSSL", condition: .when(traits: ["TLS"]))],
+                exclude: ["README.md"]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // glibc's stub resolver (libresolv) for MX resolution: part of libc6-dev, always there.
         .systemLibrary(name: "CResolv"),
