@@ -31,10 +31,12 @@ struct DeliveryContext: Sendable {
     let distribution: Distribution?
 
     /// Splits `job` by DIST_FORWARD if it should be: true when it was (it left the spool).
-    /// A job with a journal was partly delivered here: it stays whole.
-    func distributes(_ job: QueuedJob, _ content: SpoolJob, journalPath: String, now: Double) -> Bool {
-        guard let distribution, !journals.contains(journalPath) else { return false }
-        return distribution.split(job, content, now: now)
+    /// A job with a journal was partly delivered here: it stays whole. Without DIST_FORWARD
+    /// neither the content nor the journal's path is built (this runs for every job).
+    func distributes(_ job: QueuedJob, _ content: @autoclosure () -> SpoolJob, journalPath: @autoclosure () -> String,
+                     now: Double) -> Bool {
+        guard let distribution, !journals.contains(journalPath()) else { return false }
+        return distribution.split(job, content(), now: now)
     }
     /// Removes finished jobs off the workers' path (nil: each worker removes its own).
     let reaper: Reaper?

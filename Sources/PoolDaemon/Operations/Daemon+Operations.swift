@@ -152,7 +152,7 @@ extension Daemon {
             // A worker taking the place of one still finishing its transaction waits for it.
             if let predecessor = leaving.first(where: { $0.spec.id == worker.spec.id }) {
                 let successor = worker
-                Thread { [self] in
+                Thread {
                     Thread.current.name = "reload\(successor.spec.id)"
                     predecessor.join()
                     successor.start()
