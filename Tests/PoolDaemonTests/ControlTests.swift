@@ -154,6 +154,33 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
     }
 
+    func testRequeueThroughTheRunningDaemonChecksEitherJobFormAgain() throws {
+        let fixture = try SpoolFixture("requeue")
+        let relay = try RecordingRelay(in: fixture.directory, arguments: ["--pipelining"])
+        defer { relay.stop() }
+        try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(relay.port)"])
+        let poold = try startPoold(fixture)
+        // A mail-merge job whose second row is short: quarantined by the daemon.
+        func merge(_ rows: String) -> [UInt8] {
+            Array(("MERGE\r\nMAIL FROM:<list@example.org>\r\nTABLE\r\nEMAIL,NAME\r\n" + rows + ".\r\n"
+                   + "DATA\r\nSubject: hi &NAME;\r\n\r\nHello &NAME;\r\n.\r\n").utf8)
+        }
+        try fixture.drop("A7.MAIL", merge("a@example.com,Ann\r\nb@example.com\r\n"))
+        XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: fixture.spoolDirectory + "/bad/A7.MAIL.why") })
+        let refused = try poolctl(fixture, ["requeue", "A7.MAIL"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.err.contains("still not a valid job") && refused.err.contains("row 2"), refused.err)
+        // Fixed in place, it is taken back and sent.
+        try Data(merge("a@example.com,Ann\r\nb@example.com,Bob\r\n")).write(to: URL(fileURLWithPath: fixture.spoolDirectory + "/bad/A7.MAIL"))
+        let requeued = try poolctl(fixture, ["requeue", "A7.MAIL"])
+        XCTAssertEqual(requeued.status, 0, requeued.err)
+        XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 2 })
+        XCTAssertEqual(try relay.records().flatMap(\.rcpt_tos).sorted(), ["a@example.com", "b@example.com"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fixture.spoolDirectory + "/bad/A7.MAIL.why"))
+        XCTAssertEqual(try poolctl(fixture, ["stop"]).status, 0)
+        XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+    }
+
     func testTheControlSocketRefusesAPeerWithoutPermission() throws {
         let fixture = try SpoolFixture("peercred")
         try fixture.configure(["SMTP_FORWARD_1=127.0.0.1:\(freePort())"])

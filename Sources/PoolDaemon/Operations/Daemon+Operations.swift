@@ -64,9 +64,9 @@ extension Daemon {
         let path = spool.path(of: name, in: .bad)
         guard FileSystem.exists(path) else { return "ERR no \(name) in \(spool.badDirectory)" }
         do {
-            _ = try BSMTPReader.read(path: path)
+            _ = try JobReader.read(path: path)  // either form: BSMTP or a mail-merge job
         } catch {
-            return "ERR \(name) is still not valid BSMTP: \(error) (fix \(path) first)"
+            return "ERR \(name) is still not a valid job: \(error) (fix \(path) first)"
         }
         let answer = bringBack(name, from: .bad, done: "is back in the spool")
         if answer.hasPrefix("OK") {
