@@ -311,6 +311,8 @@ final class ConfigurationTests: XCTestCase {
             ("relay.example.org(Mon-Wed-Fri 08:00-18:00)", "'Mon-Wed-Fri' is not a day or a range of days like Mon-Fri"),
             ("relay.example.org;backup.example.org;third.example.org", "a second failover host 'third.example.org' (a line has at most one)"),
             ("relay.example.org;;POOL=A", "an empty field between ';'"),
+            ("relay.example.org;POOL", "'POOL' is an option without '=' (a failover host cannot be named like an option)"),
+            ("MX;MX_SITE_CONNECTIONS", "'MX_SITE_CONNECTIONS' is an option without '=' (a failover host cannot be named like an option)"),
             ("relay.example.org;backup..example.org", "'backup..example.org' is not a host name, an IPv4 address or an [IPv6] address"),
             ("relay.example.org;POOL=", "POOL: no pools given (write letters A-Z, '-' for the default pool, or '*' for all)"),
             ("relay.example.org;POOL=A*", "POOL: '*' means every pool and stands alone, not in 'A*'"),

@@ -75,6 +75,7 @@ final class DistributeConfigurationTests: XCTestCase {
             ("DIST_FORWARD=600*x.example 600*poold@x.example\n", "poold.cfg:2: DIST_FORWARD: poold@x.example weighs 1200 in all, more than 1000"),
             ("DIST_FORWARD=a.example b@\n", "poold.cfg:2: DIST_FORWARD: 'b@' is not an address: address has an empty domain"),
             ("DIST_FORWARD=@b.example\n", "poold.cfg:2: DIST_FORWARD: '@b.example' is not an address: address has an empty local part"),
+            ("DIST_FORWARD=SELF 2*bad@@b.example\n", "poold.cfg:2: DIST_FORWARD: 'bad@@b.example' is not an address: 'bad@' is not a local part"),
             ("DIST_FORWARD=bad_host!\n", "poold.cfg:2: DIST_FORWARD: 'bad_host!' is not a peer: 'bad_host!' is not a host name (write SELF, an address or a host name)"),
             ("DIST_FORWARD=x@bad..example\n", "poold.cfg:2: DIST_FORWARD: 'x@bad..example' is not a peer: 'bad..example' is not a host name (write SELF, an address or a host name)"),
             ("DIST_FORWARD=x@[300.1.1.1]\n", "poold.cfg:2: DIST_FORWARD: 'x@[300.1.1.1]' is not a peer: '[300.1.1.1]' is not a host name (write SELF, an address or a host name)"),

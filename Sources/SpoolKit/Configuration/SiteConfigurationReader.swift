@@ -32,7 +32,7 @@ struct SiteConfigurationReader {
         }
     }
 
-    private static let keys: Set<String> = timeoutKeys.union([
+    static let keys: Set<String> = timeoutKeys.union([
         "SPOOL_DIR", "SMTP_STRICTLY_ROUND_ROBIN", "SMTP_ROUND_ROBIN_WAIT", "MAXBSMTP", "MERGE_SLICE", "SORT_RECIPIENTS",
         "DNS_SERVER", "MX_SITE_CONNECTIONS", "MX_SITE_MESSAGES", "MX_PORT",
         "RETRY_SCHEDULE", "QUEUE_LIFETIME", "SMTP_RATE_LIMIT", "SIZE_BINS", "HELO_NAME", "SPOOL_RESCAN_INTERVAL",

@@ -137,6 +137,11 @@ enum WorkerLineSyntax {
                 try options.set(ConfigurationText.trimmed(field[..<equals]).uppercased(),
                                 to: ConfigurationText.trimmed(field[field.index(after: equals)...]))
             } else if failover == nil {
+                let word = ConfigurationText.trimmed(field).uppercased()
+                if WorkerOptions.keys.contains(word) || SiteConfigurationReader.keys.contains(word) {
+                    // A host named like an option is a typo far more often than a host.
+                    throw ConfigurationFault("'\(field)' is an option without '=' (a failover host cannot be named like an option)")
+                }
                 failover = try RelayHostSyntax.hostAndPort(field)
             } else {
                 throw ConfigurationFault("a second failover host '\(field)' (a line has at most one)")

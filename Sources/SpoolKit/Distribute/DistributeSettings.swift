@@ -124,6 +124,10 @@ enum DistributeSyntax {
             if let problem = EnvelopeSyntax.problem(address: text, allowNull: false) {
                 throw ConfigurationFault("'\(text)' is not an address: \(problem)")
             }
+            // The envelope check lets odd list addresses through; a peer is ours to name.
+            if local.isEmpty || (local.contains("@") && local.first != "\"") {
+                throw ConfigurationFault("'\(text)' is not an address: '\(local)' is not a local part")
+            }
         } else {
             local = Substring(DistributePeer.defaultLocalPart)
             domain = text
