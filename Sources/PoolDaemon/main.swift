@@ -77,6 +77,7 @@ do {
         exit(0)
     }
     FileHandle.standardError.write(Data("poold: \(error)\n".utf8))
+    if case .unusableConfiguration = error { exit(78) }  // EX_CONFIG, as for a file that does not parse
     exit(1)
 } catch {
     FileHandle.standardError.write(Data("poold: \(error)\n".utf8))

@@ -16,6 +16,13 @@ enum Check {
         guard (try? FileSystem.status(config.spoolDirectory))?.isDirectory == true else {
             fail("\(path): SPOOL_DIR \(config.spoolDirectory) does not exist (poold would not start)")
         }
+        // What poold refuses to start with is refused here before anything is called OK.
+        let key: ShareKey?
+        do {
+            key = try config.checkDistribute()
+        } catch {
+            fail("\(path)\(config.distribute.line.map { ":\($0)" } ?? ""): \(error)")
+        }
         print("\(path): OK")
         print("spool: \(config.spoolDirectory)")
         if !config.sizeBinsKB.isEmpty { print("size bins: " + config.sizeBinsKB.map { "≤\($0) kB" }.joined(separator: ", ") + ", larger") }
@@ -52,25 +59,19 @@ enum Check {
             }
         }
 
-        distribute(config, path: path)
+        distribute(config, key: key)
         for warning in config.warnings { print("warning: \(warning)") }
         for pool in config.unservedPools(in: Spool(root: config.spoolDirectory)) {
             print("warning: pool \(pool) holds jobs but no worker serves it")
         }
     }
 
-    /// The Distribute setup: who gets which part of a large job, and whether the key is
-    /// usable. A fault poold would refuse to start with ends the check with status 1.
-    static func distribute(_ config: SiteConfiguration, path: String) {
+    /// The Distribute setup: who gets which part of a large job, and the key (checked
+    /// before, in `run`).
+    static func distribute(_ config: SiteConfiguration, key: ShareKey?) {
         let settings = config.distribute
         guard settings.isForwarding || settings.secretFile != nil else { return }
         print("")
-        let key: ShareKey?
-        do {
-            key = try config.checkDistribute()
-        } catch {
-            fail("\(path): \(error)")
-        }
         if settings.isForwarding {
             let total = settings.peers.reduce(0) { $0 + $1.weight }
             print("distribute (DIST_FORWARD, line \(settings.line ?? 0)): jobs of \(settings.threshold) rows or recipients or more"

@@ -173,6 +173,15 @@ final class DistributeReceiveCommandTests: XCTestCase {
         let check = try poolctl(peer.configPath, ["check"])
         XCTAssertEqual(check.status, 1, "poolctl check refuses it too")
         XCTAssertTrue(check.err.contains("chmod 600 it"), check.err)
+        XCTAssertFalse(String(decoding: check.out, as: UTF8.self).contains(": OK"), "called OK before it was refused")
+        let poold = Process()
+        poold.executableURL = URL(fileURLWithPath: try TestTools.binDirectory + "/poold")
+        poold.arguments = ["--config", peer.configPath, "--drain"]
+        poold.standardOutput = FileHandle.nullDevice
+        poold.standardError = FileHandle.nullDevice
+        try poold.run()
+        poold.waitUntilExit()
+        XCTAssertEqual(poold.terminationStatus, 78, "poold refuses it as a bad configuration (EX_CONFIG)")
         let large = share.message + Array(String(repeating: "QUFBQUFB\n", count: 300_000).utf8)
         XCTAssertEqual(try poolctl(peer.configPath, ["receive"], stdin: large).status, 75,
                        "a refusal before the body still reads the whole message (the MTA's pipe never breaks)")

@@ -102,11 +102,13 @@ final class Daemon: Sendable {
     enum StartError: Error, CustomStringConvertible {
         case alreadyRunning(pid: Int32?, spool: String)
         case refused(String)
+        /// The configuration parses but cannot be used (a key or secret file, TLS files).
+        case unusableConfiguration(String)
         var description: String {
             switch self {
             case .alreadyRunning(let pid, let spool):
                 return "another poold\(pid.map { " (pid \($0))" } ?? "") already serves \(spool)"
-            case .refused(let why): return why
+            case .refused(let why), .unusableConfiguration(let why): return why
             }
         }
     }
@@ -116,10 +118,14 @@ final class Daemon: Sendable {
         let config = self.config
         do {
             try checkRelaySecurity(config)
+        } catch {
+            throw StartError.unusableConfiguration("\(error)")  // it names the file and line
+        }
+        do {
             let key = try config.checkDistribute()
             shareKey.withLock { $0 = key }
         } catch {
-            throw StartError.refused("\(config.distribute.line.map { "\(config.file):\($0): " } ?? "")\(error)")
+            throw StartError.unusableConfiguration("\(config.distribute.line.map { "\(config.file):\($0): " } ?? "\(config.file): ")\(error)")
         }
         do {
             try spool.prepare()
