@@ -68,6 +68,9 @@ final class ControlTests: XCTestCase {
         all.senders.merge(later.senders) { $1 }
         all.deliveries += later.deliveries
         assertExactlyOnce(all, received: try first.received() + second.received())
+        // The closing count covers the workers the reload replaced too.
+        XCTAssertTrue(poold.output.contains("poold stopped: \(all.deliveries.count) delivered, 0 deferred, 0 failed"),
+                      "\(all.deliveries.count) recipients: \(poold.output.suffix(300))")
     }
 
     /// Worker 1's relay takes 8 s to answer a final dot. A reload that changes worker 1 and

@@ -283,8 +283,8 @@ final class Daemon: Sendable {
                                       shares: shares.snapshot())
         last.daemon = "stopped"
         writeMetrics(last, config: config)
-        let totals = board.all.reduce(into: (0, 0, 0)) { $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed }
-        Log.notice("poold stopped: \(totals.0) delivered, \(totals.1) deferred, \(totals.2) failed")
+        let totals = board.totals
+        Log.notice("poold stopped: \(totals.delivered) delivered, \(totals.deferred) deferred, \(totals.failed) failed")
         lockDescriptor.withLock { $0?.close() }
         return 0
     }

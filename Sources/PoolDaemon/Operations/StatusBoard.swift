@@ -43,6 +43,8 @@ final class StatusBoard: Sendable {
     }
 
     private let slots: Locked<[Int: Slot]>
+    /// Slots a reload took off the board: their counts still belong in the day's totals.
+    private let retired = Locked<[Slot]>([])
 
     init(_ specs: [WorkerSpec]) {
         var map: [Int: Slot] = [:]
@@ -61,6 +63,8 @@ final class StatusBoard: Sendable {
             for spec in specs {
                 next[spec.id] = kept.contains(spec.id) ? map[spec.id] ?? StatusBoard.freshSlot(spec) : StatusBoard.freshSlot(spec)
             }
+            let dropped = map.filter { id, slot in next[id] !== slot }.map(\.value)
+            retired.withLock { $0 += dropped }
             map = next
         }
     }
@@ -78,6 +82,14 @@ final class StatusBoard: Sendable {
 
     var all: [WorkerStatus] {
         slots.withLock { $0.sorted { $0.key < $1.key }.map(\.value) }.map(\.current)
+    }
+
+    /// Recipients delivered, deferred and failed since the start, by every worker the daemon
+    /// has had (those a reload replaced included).
+    var totals: (delivered: Int, deferred: Int, failed: Int) {
+        (all + retired.withLock { $0 }.map(\.current)).reduce(into: (0, 0, 0)) {
+            $0.0 += $1.delivered; $0.1 += $1.deferred; $0.2 += $1.failed
+        }
     }
 
     func snapshot(queue: JobQueue, spool: Spool, started: Double, merges: [MergeProgress], sites: [SiteStatus],
