@@ -186,6 +186,10 @@ public struct StatusSnapshot: Codable, Sendable {
     public var pools: [String: PoolCount]
     public var deferred: Int
     public var bad: Int
+    /// Jobs set aside with `poolctl hold JOB` (in hold/; nil from an older daemon).
+    public var held: Int?
+    /// Pools `poolctl hold POOL` stopped until released or restarted (nil: none).
+    public var heldPools: [String]?
     public var workers: [WorkerStatus]
     /// Mail-merge jobs being delivered now (nil in a status written by an older daemon).
     public var merges: [MergeProgress]?
@@ -212,6 +216,7 @@ public struct StatusSnapshot: Codable, Sendable {
         }
         snapshot.deferred = ((try? spool.jobs(in: spool.deferredDirectory)) ?? []).count
         snapshot.bad = spool.badJobs().count
+        snapshot.held = ((try? spool.jobs(in: spool.holdDirectory)) ?? []).count
         return snapshot
     }
 

@@ -59,6 +59,7 @@ enum Status {
                     snapshot.merges = live.merges
                     snapshot.sites = live.sites
                     snapshot.shares = live.shares
+                    snapshot.heldPools = live.heldPools
                     snapshot.started = live.started
                     snapshot.updated = live.updated
                 }
@@ -91,13 +92,14 @@ enum Status {
             out.append("poold stopped, spool \(spool.root)")
         }
         out.append("")
-        var rows = [["POOL", "QUEUED", "BYTES"]]
-        for pool in s.pools.keys.sorted(by: { ($0 == "-" ? "" : $0) < ($1 == "-" ? "" : $1) }) {
-            let c = s.pools[pool]!
-            rows.append([pool, String(c.queued), bytes(c.bytes)])
+        var rows = [["POOL", "QUEUED", "BYTES", ""]]
+        let heldPools = Set(s.heldPools ?? [])
+        for pool in Set(s.pools.keys).union(heldPools).sorted(by: { ($0 == "-" ? "" : $0) < ($1 == "-" ? "" : $1) }) {
+            let c = s.pools[pool] ?? PoolCount()
+            rows.append([pool, String(c.queued), bytes(c.bytes), heldPools.contains(pool) ? "held (poolctl release \(pool))" : ""])
         }
         out += table(rows, rightAligned: [1, 2])
-        out.append("deferred: \(s.deferred)   bad: \(s.bad)")
+        out.append("deferred: \(s.deferred)   held: \(s.held ?? 0)   bad: \(s.bad)")
         out.append("")
         var workers = [["WORKER", "HOST", "POOLS", "STATE", "JOB", "DELIVERED", "DEFERRED", "FAILED"] + (rates == nil ? [] : ["RCPT/S"])]
         for w in s.workers {

@@ -143,6 +143,13 @@ final class ControlTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: fixture.spoolDirectory + "/hold/A2.MAIL"))
         let show = try poolctl(fixture, ["show", "A2.MAIL"])
         XCTAssertTrue(show.out.contains("held") && show.out.contains("<two@d.org>  waiting"), show.out)
+        XCTAssertTrue(eventually(timeout: 5) {
+            (try? self.poolctl(fixture, ["status", "--json"])).flatMap { StatusSnapshot.decode(Array($0.out.utf8)) }?.held == 1
+        }, "status counts the held job")
+        XCTAssertEqual(try poolctl(fixture, ["hold", "B"]).status, 0)
+        XCTAssertTrue(eventually(timeout: 5) { ((try? self.poolctl(fixture, ["status"]))?.out ?? "").contains("held (poolctl release B)") },
+                      "status shows the held pool")
+        XCTAssertEqual(try poolctl(fixture, ["release", "B"]).status, 0)
         XCTAssertEqual(try poolctl(fixture, ["resume", "1"]).status, 0)
         XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 1 })
         XCTAssertTrue(FileManager.default.fileExists(atPath: fixture.spoolDirectory + "/hold/A2.MAIL"), "the held job stayed")

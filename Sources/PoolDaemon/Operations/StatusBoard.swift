@@ -102,6 +102,9 @@ final class StatusBoard: Sendable {
         for (pool, c) in counts.queued { snapshot.pools[pool.description] = PoolCount(queued: c.jobs, bytes: c.bytes) }
         snapshot.deferred = counts.waitingRetry
         snapshot.bad = spool.badJobs().count
+        snapshot.held = ((try? spool.jobs(in: spool.holdDirectory)) ?? []).count
+        let heldPools = queue.heldPools
+        snapshot.heldPools = heldPools.isEmpty ? nil : heldPools.map(\.description)
         snapshot.workers = all
         snapshot.merges = merges.isEmpty ? nil : merges
         snapshot.sites = sites.isEmpty ? nil : sites

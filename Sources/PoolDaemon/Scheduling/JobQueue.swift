@@ -247,6 +247,9 @@ final class JobQueue: Sendable {
 
     func hold(pool: Pool) { state.withLock { $0.heldPools.insert(pool) } }
 
+    /// The pools `hold(pool:)` stopped, in pool order.
+    var heldPools: [Pool] { state.withLock { s in Pool.all.filter { s.heldPools.contains($0) } } }
+
     func release(pool: Pool) {
         let wake = state.withLock { s -> [DispatchSemaphore] in
             s.heldPools.remove(pool)
