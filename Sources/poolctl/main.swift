@@ -87,17 +87,33 @@ func loadConfiguration(_ configPath: String) -> SiteConfiguration {
     }
 }
 
+/// For status and the control commands: a configuration that fails the check still says
+/// where the spool is, and a running daemon keeps the configuration it loaded. The error
+/// is shown; the command goes on when the daemon runs.
+func locateDaemon(_ configPath: String) -> SiteConfiguration {
+    do {
+        return try SiteConfiguration.load(path: configPath)
+    } catch {
+        guard let found = SiteConfiguration.locations(path: configPath),
+              Spool(root: found.spoolDirectory).daemonPID() != nil else { fail("\(error)", status: 78) }
+        FileHandle.standardError.write(Data("poolctl: warning: \(error) (poold runs with the configuration it loaded)\n".utf8))
+        return found
+    }
+}
+
 let command = arguments.removeFirst()
 switch command {
-case "status": Status.run(loadConfiguration(configPath), arguments)
+case "status": Status.run(locateDaemon(configPath), arguments)
 case "submit": Submit.run(loadConfiguration(configPath), arguments)
 case "check": Check.run(configPath)
 case "receive": Receive.run(configPath, arguments)
-case "flush", "reload", "stop":
+case "reload":  // the file is checked first: poold would refuse it anyway
     Control.send(loadConfiguration(configPath), [command])
+case "flush", "stop":
+    Control.send(locateDaemon(configPath), [command])
 case "pause", "resume", "hold", "release":
     guard arguments.count == 1 else { fail("\(command) takes one argument", status: 64) }
-    Control.send(loadConfiguration(configPath), [command, arguments[0]])
+    Control.send(locateDaemon(configPath), [command, arguments[0]])
 case "preview": MergeCommands.preview(loadConfiguration(configPath), arguments)
 case "show":
     guard arguments.count == 1 else { fail("show takes a job name", status: 64) }

@@ -115,8 +115,13 @@ final class ControlTests: XCTestCase {
         XCTAssertTrue(eventually(timeout: 5) { poold.output.contains("reload refused, keeping the configuration in force") }, poold.output)
         try fixture.drop("A1.MAIL", JobWriter.bsmtp(message: Array("Subject: x\r\n\r\ny\r\n".utf8), from: "a@b.org", to: ["c@d.org"]))
         XCTAssertTrue(eventually(timeout: 10) { ((try? relay.records()) ?? []).count == 1 }, "the old configuration stopped working")
-        kill(poold.pid, SIGTERM)
+        // The daemon can still be seen and steered while the file is broken.
+        let status = try poolctl(fixture, ["status"])
+        XCTAssertEqual(status.status, 0, status.err)
+        XCTAssertTrue(status.err.contains("poold.cfg:3: MAXBSMTP") && status.out.contains("poold running"), status.err + status.out)
+        XCTAssertEqual(try poolctl(fixture, ["stop"]).status, 0)
         XCTAssertEqual(poold.waitForExit(timeout: 15), 0)
+        XCTAssertEqual(try poolctl(fixture, ["status"]).status, 78, "with no daemon running, the broken file is an error")
     }
 
     func testPauseResumeHoldReleaseAndFlushThroughTheControlSocket() throws {

@@ -85,6 +85,25 @@ public struct SiteConfiguration: Sendable, Equatable {
     }
 
     /// Reads and parses the file at `path`.
+    /// Only where the spool and the control socket are, from a file that may fail the full
+    /// check (an edit that poold refused to reload while it runs on the one it loaded), so
+    /// that `poolctl status` and the control commands still reach the daemon. Lines that do
+    /// not read as KEY=VALUE are skipped; nil without a SPOOL_DIR.
+    public static func locations(path: String) -> SiteConfiguration? {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)),
+              let text = String(data: data, encoding: .utf8) else { return nil }
+        var found = SiteConfiguration(file: path, spoolDirectory: "")
+        for line in text.split(whereSeparator: \.isNewline) {
+            guard let entry = (try? ConfigurationLexer.entries(in: String(line), file: path))?.first else { continue }
+            switch entry.key {
+            case "SPOOL_DIR": found.spoolDirectory = entry.value
+            case "CONTROL_SOCKET": found.controlSocket = entry.value
+            default: break
+            }
+        }
+        return found.spoolDirectory.isEmpty ? nil : found
+    }
+
     public static func load(path: String) throws(ConfigurationError) -> SiteConfiguration {
         let bytes: Data
         do {
