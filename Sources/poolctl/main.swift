@@ -113,6 +113,9 @@ case "flush", "stop":
     Control.send(locateDaemon(configPath), [command])
 case "pause", "resume", "hold", "release":
     guard arguments.count == 1 else { fail("\(command) takes one argument", status: 64) }
+    if command == "pause" || command == "resume", Int(arguments[0]) == nil {
+        fail("\(command) takes a worker number (see poolctl status)", status: 64)
+    }
     Control.send(locateDaemon(configPath), [command, arguments[0]])
 case "preview": MergeCommands.preview(loadConfiguration(configPath), arguments)
 case "show":

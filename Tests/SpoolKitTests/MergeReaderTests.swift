@@ -164,7 +164,7 @@ final class MergeReaderTests: XCTestCase {
             // the template
             (".ELSE without .BB", mergeJobText(template: "a\n.ELSE\nb\n"), 9, nil, ".ELSE without a .BB"),
             (".EB without .BB", mergeJobText(template: ".bb &NAME\na\n.eb\n.EB\n"), 11, nil, ".EB without a .BB"),
-            ("unclosed block", mergeJobText(template: "a\n.BB &NAME\nb\n.BB &NAME = 'x'\n.EB\n"), 9, nil, "the block begun by this .BB is not closed (no .EB before the template ends on line 13)"),
+            ("unclosed block", mergeJobText(template: "a\n.BB &NAME\nb\n.BB &NAME = 'x'\n.EB\n"), 9, nil, "the block begun by this .BB is not closed (no .EB before the end of the template)"),
             ("second .ELSE", mergeJobText(template: ".BB &NAME\na\n.ELSE\nb\n.ELSE\nc\n.EB\n"), 12, nil, "a second .ELSE in the block begun on line 8"),
             ("condition without a value", mergeJobText(template: ".BB &NAME >\nx\n.EB\n"), 8, nil, "the condition does not parse: the condition ends where a value was expected"),
             ("unknown field in a condition", mergeJobText(template: ".BB &NOPE = 1\nx\n.EB\n"), 8, nil, "unknown field &NOPE"),

@@ -303,7 +303,7 @@ struct MergeCheck {
         var content = line.content
         if content.count == 1 && content[0] == UInt8(ascii: ".") {
             templateEnd = line.offset
-            template = try compiler.finish(lastLine: line.number)
+            template = try compiler.finish()
             section = .afterTemplate
             return
         }

@@ -121,10 +121,10 @@ struct TemplateCompiler {
         template.messageLines += 1
     }
 
-    /// The compiled template, once every line is in. `lastLine` is the template's final `.`.
-    mutating func finish(lastLine: Int) throws(MergeError) -> MergeTemplate {
+    /// The compiled template, once every line is in.
+    mutating func finish() throws(MergeError) -> MergeTemplate {
         if let open = blocks.last {
-            throw MergeError(line: open.line, "the block begun by this .BB is not closed (no .EB before the template ends on line \(lastLine))")
+            throw MergeError(line: open.line, "the block begun by this .BB is not closed (no .EB before the end of the template)")
         }
         return template
     }
