@@ -76,8 +76,7 @@ final class JobQueue: Sendable {
             let now = clock.seconds
             for j in jobs {
                 let key = JobKey(name: j.name, place: j.place, slice: j.slice)
-                guard !s.known.contains(key) else { continue }
-                s.known.insert(key)
+                guard s.known.insert(key).inserted else { continue }
                 s.sequence += 1
                 // A merge pass is spread over every worker of its pool: its slices carry no earmark.
                 let job = QueuedJob(name: j.name, place: j.place, size: j.size, sequence: s.sequence,
