@@ -50,6 +50,11 @@ public struct Spool: Sendable {
         ((try? FileSystem.names(in: badDirectory)) ?? []).filter { !$0.hasSuffix(".why") && !$0.hasPrefix(".") }
     }
 
+    /// Jobs set aside in `hold/` (none when it cannot be listed).
+    public func heldJobs() -> [JobName] {
+        (try? jobs(in: holdDirectory)) ?? []
+    }
+
     // MARK: places
 
     /// Where a job of this name lies in `place`. The only function that builds a job's

@@ -216,7 +216,7 @@ public struct StatusSnapshot: Codable, Sendable {
         }
         snapshot.deferred = ((try? spool.jobs(in: spool.deferredDirectory)) ?? []).count
         snapshot.bad = spool.badJobs().count
-        snapshot.held = ((try? spool.jobs(in: spool.holdDirectory)) ?? []).count
+        snapshot.held = spool.heldJobs().count
         return snapshot
     }
 

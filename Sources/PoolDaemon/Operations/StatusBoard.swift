@@ -102,7 +102,7 @@ final class StatusBoard: Sendable {
         for (pool, c) in counts.queued { snapshot.pools[pool.description] = PoolCount(queued: c.jobs, bytes: c.bytes) }
         snapshot.deferred = counts.waitingRetry
         snapshot.bad = spool.badJobs().count
-        snapshot.held = ((try? spool.jobs(in: spool.holdDirectory)) ?? []).count
+        snapshot.held = spool.heldJobs().count
         let heldPools = queue.heldPools
         snapshot.heldPools = heldPools.isEmpty ? nil : heldPools.map(\.description)
         snapshot.workers = all
