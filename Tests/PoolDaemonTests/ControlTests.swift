@@ -32,6 +32,11 @@ final class ControlTests: XCTestCase {
         return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
     }
 
+    /// `poolctl status --json`, decoded; nil when it fails.
+    func status(_ fixture: SpoolFixture) -> StatusSnapshot? {
+        (try? poolctl(fixture, ["status", "--json"])).flatMap { StatusSnapshot.decode(Array($0.out.utf8)) }
+    }
+
     func startPoold(_ fixture: SpoolFixture) throws -> ChildProcess {
         let child = try ChildProcess("poold", executable: try TestTools.binDirectory + "/poold", arguments: ["--config", fixture.configPath],
                                      logTo: fixture.directory + "/poold.log")
@@ -132,14 +137,14 @@ final class ControlTests: XCTestCase {
         let poold = try startPoold(fixture)
         XCTAssertEqual(try poolctl(fixture, ["pause", "1"]).status, 0)
         XCTAssertTrue(eventually(timeout: 5) {
-            (try? self.poolctl(fixture, ["status", "--json"])).flatMap { StatusSnapshot.decode(Array($0.out.utf8)) }?.workers.first?.state == .paused
+            self.status(fixture)?.workers.first?.state == .paused
         })
         let message = Array("Subject: x\r\n\r\ny\r\n".utf8)
         try fixture.drop("A1.MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["one@d.org"]))
         try fixture.drop("A2.MAIL", JobWriter.bsmtp(message: message, from: "a@b.org", to: ["two@d.org"]))
         // The daemon has seen both jobs, and the paused worker holds neither.
         XCTAssertTrue(eventually(timeout: 10) {
-            guard let status = (try? self.poolctl(fixture, ["status", "--json"])).flatMap({ StatusSnapshot.decode(Array($0.out.utf8)) }) else { return false }
+            guard let status = self.status(fixture) else { return false }
             return status.pools["A"]?.queued == 2 && status.workers.first?.state == .paused && status.workers.first?.job == nil
         })
         XCTAssertEqual(try relay.records().count, 0, "a paused worker sent mail")
@@ -149,7 +154,7 @@ final class ControlTests: XCTestCase {
         let show = try poolctl(fixture, ["show", "A2.MAIL"])
         XCTAssertTrue(show.out.contains("held") && show.out.contains("<two@d.org>  waiting"), show.out)
         XCTAssertTrue(eventually(timeout: 5) {
-            (try? self.poolctl(fixture, ["status", "--json"])).flatMap { StatusSnapshot.decode(Array($0.out.utf8)) }?.held == 1
+            self.status(fixture)?.held == 1
         }, "status counts the held job")
         XCTAssertEqual(try poolctl(fixture, ["hold", "B"]).status, 0)
         XCTAssertTrue(eventually(timeout: 5) { ((try? self.poolctl(fixture, ["status"]))?.out ?? "").contains("held (poolctl release B)") },
